@@ -1,0 +1,227 @@
+// The validated, immutable configuration snapshot that the data plane runs on.
+// Built off the hot path by `ConfigParser`; every field has its default filled in.
+
+/// Where something was written in a config file (1-based line and column).
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// Durations are kept in milliseconds.
+public typealias Milliseconds = Int64
+
+public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    /// Host as written: an IPv4 literal, an IPv6 literal without brackets, or a name such as `localhost`.
+    public var host: String
+    public var port: UInt16
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public enum LogFormat: String, Sendable { case combined, json }
+public enum LogLevel: Int, Sendable, Comparable {
+    case debug = 0, info, warn, error
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+}
+
+public enum LogTarget: Sendable, Hashable {
+    case off
+    case stderr
+    case stdout
+    case file(String)
+}
+
+public struct AccessLogConfig: Sendable {
+    public var target: LogTarget = .stderr
+    public var format: LogFormat = .combined
+    public init() {}
+}
+
+public struct ErrorLogConfig: Sendable {
+    public var target: LogTarget = .stderr
+    public var level: LogLevel = .info
+    public init() {}
+}
+
+public struct AdminConfig: Sendable {
+    public var address: ListenAddress
+    public var token: String?
+    public var location: SourceLocation
+    public init(address: ListenAddress, token: String?, location: SourceLocation) {
+        self.address = address
+        self.token = token
+        self.location = location
+    }
+}
+
+public enum BalanceAlgorithm: String, Sendable { case p2c, hash, roundRobin = "round_robin" }
+
+public struct ServerConfig: Sendable {
+    /// As written: `host:port`.
+    public var address: ListenAddress
+    public var weight: Int = 1
+    /// Stable identity for hashing: `name=` if given, else the address exactly as written in the config.
+    public var identity: String
+    /// `resolve`: the host is a DNS name re-resolved periodically.
+    public var resolve: Bool = false
+    /// `backup` and `down` are accepted as in nginx.
+    public var backup: Bool = false
+    public var down: Bool = false
+    public var location: SourceLocation
+    public init(address: ListenAddress, identity: String, location: SourceLocation) {
+        self.address = address
+        self.identity = identity
+        self.location = location
+    }
+}
+
+public struct HealthCheckConfig: Sendable {
+    public var path: String
+    public var interval: Milliseconds = 2000
+    public var timeout: Milliseconds = 1000
+    public var rise: Int = 2
+    public var fall: Int = 3
+    /// Inclusive status ranges that count as healthy.
+    public var expect: [ClosedRange<Int>] = [200...399]
+    public init(path: String) { self.path = path }
+}
+
+public struct PassiveHealthConfig: Sendable {
+    public var failures: Int = 5
+    public var ejection: Milliseconds = 30_000
+    /// Percent, 0...100.
+    public var maxEjectedPercent: Int = 50
+    public init() {}
+}
+
+public struct UpstreamConfig: Sendable {
+    public var name: String
+    public var balance: BalanceAlgorithm = .p2c
+    /// nil: no bounded loads (pure hash owner).
+    public var hashBalanceFactor: Double? = nil
+    public var groupLinger: Milliseconds = 5000
+    public var servers: [ServerConfig] = []
+    public var healthCheck: HealthCheckConfig? = nil
+    public var passiveHealth: PassiveHealthConfig? = nil
+    public var connectTimeout: Milliseconds = 2000
+    public var responseTimeout: Milliseconds = 60_000
+    /// Idle pooled connections per server per worker.
+    public var keepalive: Int = 64
+    /// How long an idle pooled connection is kept.
+    public var keepaliveTimeout: Milliseconds = 60_000
+    public var retries: Int = 1
+    public var location: SourceLocation
+    public init(name: String, location: SourceLocation) {
+        self.name = name
+        self.location = location
+    }
+}
+
+public enum GroupKeySource: Sendable, Hashable {
+    /// 1-based path segment: `/rooms/{group}/...` is `path 2`.
+    case path(Int)
+    case header(String)
+    case cookie(String)
+    case query(String)
+}
+
+public enum GroupKeyMissing: String, Sendable { case reject, balance }
+
+public struct RouteConfig: Sendable {
+    public var prefix: String
+    public var upstream: String
+    public var groupKeys: [GroupKeySource] = []
+    public var groupKeyMissing: GroupKeyMissing = .reject
+    /// Upgrade protocols (lower-case) that may be tunnelled; default ["websocket"].
+    public var allowUpgrades: [String] = ["websocket"]
+    public var location: SourceLocation
+    public init(prefix: String, upstream: String, location: SourceLocation) {
+        self.prefix = prefix
+        self.upstream = upstream
+        self.location = location
+    }
+}
+
+public struct ListenConfig: Sendable {
+    public var address: ListenAddress
+    public var tls: Bool = false
+    public var location: SourceLocation
+    public init(address: ListenAddress, location: SourceLocation) {
+        self.address = address
+        self.location = location
+    }
+}
+
+public struct GzipConfig: Sendable {
+    public var enabled: Bool = false
+    public var minLength: Int = 1024
+    public init() {}
+}
+
+public struct ServerBlockConfig: Sendable {
+    public var listens: [ListenConfig] = []
+    public var tlsCertificate: String? = nil
+    public var tlsCertificateKey: String? = nil
+    public var headerTimeout: Milliseconds = 10_000
+    public var idleTimeout: Milliseconds = 60_000
+    public var tunnelIdleTimeout: Milliseconds = 3_600_000
+    public var maxHeaderSize: Int = 16 * 1024
+    /// 0 means unlimited.
+    public var maxBodySize: Int64 = 0
+    public var gzip = GzipConfig()
+    /// Routes sorted by prefix length, longest first.
+    public var routes: [RouteConfig] = []
+    public var location: SourceLocation
+    public init(location: SourceLocation) { self.location = location }
+}
+
+public struct HuddleConfig: Sendable {
+    /// Path of the file this came from ("<demo>" for the built-in demo).
+    public var file: String
+    /// nil means `auto`: one per core.
+    public var workers: Int? = nil
+    public var shutdownTimeout: Milliseconds = 30_000
+    /// Cap on open client connections per worker.
+    public var maxConnectionsPerWorker: Int = 10_000
+    public var accessLog = AccessLogConfig()
+    public var errorLog = ErrorLogConfig()
+    public var admin: AdminConfig? = nil
+    /// In file order.
+    public var upstreams: [UpstreamConfig] = []
+    public var servers: [ServerBlockConfig] = []
+    public init(file: String) { self.file = file }
+
+    public func upstream(named name: String) -> UpstreamConfig? {
+        upstreams.first { $0.name == name }
+    }
+}
+
+/// One problem found in a config file.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var location: SourceLocation
+    /// What was expected, e.g. "expected a duration such as 250ms, 2s, 5m or 1h, found \"2x\"".
+    public var message: String
+    public init(location: SourceLocation, message: String) {
+        self.location = location
+        self.message = message
+    }
+    /// `FILE:LINE:COLUMN: error: MESSAGE`
+    public var description: String { "\(location): error: \(message)" }
+}
+
+/// All problems found; parsing continues after an error where it can, so one run reports many.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public init(_ errors: [ConfigError]) { self.errors = errors }
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
