@@ -1,0 +1,127 @@
+// Thin wrappers over Linux syscalls for Swift; errno is left for the Swift caller to read immediately.
+#define _GNU_SOURCE
+#include "CHuddleLinux.h"
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+
+const uint32_t HUDDLE_EPOLLIN = EPOLLIN;
+const uint32_t HUDDLE_EPOLLOUT = EPOLLOUT;
+const uint32_t HUDDLE_EPOLLERR = EPOLLERR;
+const uint32_t HUDDLE_EPOLLHUP = EPOLLHUP;
+const uint32_t HUDDLE_EPOLLRDHUP = EPOLLRDHUP;
+const uint32_t HUDDLE_EPOLLET = EPOLLET;
+const int HUDDLE_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int HUDDLE_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+const int HUDDLE_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+
+int huddle_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int huddle_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.u64 = data;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int huddle_epoll_wait(int epfd, huddle_epoll_event *out, int maxevents, int timeout_ms) {
+    struct epoll_event evs[512];
+    if (maxevents > 512) maxevents = 512;
+    int n = epoll_wait(epfd, evs, maxevents, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        out[i].events = evs[i].events;
+        out[i].data = evs[i].data.u64;
+    }
+    return n;
+}
+
+int huddle_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int huddle_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
+    return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+ssize_t huddle_splice(int fd_in, int fd_out, size_t len, int more) {
+    unsigned int flags = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
+    if (more) flags |= SPLICE_F_MORE;
+    return splice(fd_in, NULL, fd_out, NULL, len, flags);
+}
+
+int huddle_pipe2(int fds[2]) { return pipe2(fds, O_NONBLOCK | O_CLOEXEC); }
+
+int huddle_pipe_set_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
+
+static int fill_set(sigset_t *set, const int *signals, int count) {
+    sigemptyset(set);
+    for (int i = 0; i < count; i++) sigaddset(set, signals[i]);
+    return 0;
+}
+
+int huddle_block_signals(const int *signals, int count) {
+    sigset_t set;
+    fill_set(&set, signals, count);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int huddle_signalfd(const int *signals, int count) {
+    sigset_t set;
+    fill_set(&set, signals, count);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+// Returns the signal number read, 0 when none is pending, -1 on error.
+int huddle_read_signalfd(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    if (n == (ssize_t)sizeof info) return (int)info.ssi_signo;
+    if (n < 0 && errno == EAGAIN) return 0;
+    return -1;
+}
+
+int huddle_fionread(int fd, int *bytes) { return ioctl(fd, FIONREAD, bytes); }
+
+uint64_t huddle_monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t huddle_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t huddle_realtime_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int huddle_raise_nofile(uint64_t *soft, uint64_t *hard) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) { getrlimit(RLIMIT_NOFILE, &rl); }
+    }
+    *soft = rl.rlim_cur;
+    *hard = rl.rlim_max;
+    return 0;
+}
+
+int huddle_socket_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+    return err;
+}
+
+void huddle_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }

@@ -1,0 +1,117 @@
+// Per-loop cache of fixed-size byte buffers: connections borrow one while they have bytes in flight and return it when idle.
+import HuddleSys
+
+/// A borrowed buffer: raw memory plus read/write cursors. Value type; the owner returns it to its loop's pool.
+public struct IOBuffer {
+    public let base: UnsafeMutableRawPointer
+    public let capacity: Int
+    /// Bytes in [readIndex, writeIndex) are valid and not yet consumed.
+    public var readIndex = 0
+    public var writeIndex = 0
+
+    init(base: UnsafeMutableRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    @inline(__always) public var readableCount: Int { writeIndex - readIndex }
+    @inline(__always) public var writableCount: Int { capacity - writeIndex }
+    @inline(__always) public var isEmpty: Bool { readIndex == writeIndex }
+    @inline(__always) public var readPointer: UnsafeMutableRawPointer { base + readIndex }
+    @inline(__always) public var writePointer: UnsafeMutableRawPointer { base + writeIndex }
+    @inline(__always) public var readableBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base + readIndex, count: writeIndex - readIndex) }
+
+    /// Moves unread bytes to the front so more can be read in behind them.
+    public mutating func compact() {
+        if readIndex == 0 { return }
+        let n = readableCount
+        if n > 0 { (base).copyMemory(from: base + readIndex, byteCount: n) }
+        readIndex = 0
+        writeIndex = n
+    }
+
+    public mutating func clear() {
+        readIndex = 0
+        writeIndex = 0
+    }
+
+    /// Appends bytes; returns false (appending nothing) if they do not fit.
+    @discardableResult
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count <= writableCount else { return false }
+        if let b = bytes.baseAddress, bytes.count > 0 { writePointer.copyMemory(from: b, byteCount: bytes.count) }
+        writeIndex += bytes.count
+        return true
+    }
+
+    @discardableResult
+    public mutating func append(_ s: StaticString) -> Bool {
+        append(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    @discardableResult
+    public mutating func append(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    @discardableResult
+    public mutating func append(byte: UInt8) -> Bool {
+        guard writableCount > 0 else { return false }
+        writePointer.storeBytes(of: byte, as: UInt8.self)
+        writeIndex += 1
+        return true
+    }
+
+    /// Appends a non-negative decimal number without allocating.
+    @discardableResult
+    public mutating func append(decimal value: Int64) -> Bool {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var v = value < 0 ? UInt64(0) : UInt64(value)
+        return withUnsafeMutableBytes(of: &digits) { d in
+            var i = 20
+            repeat {
+                i -= 1
+                d[i] = UInt8(48 + v % 10)
+                v /= 10
+            } while v > 0
+            return append(UnsafeRawBufferPointer(rebasing: d[i..<20]))
+        }
+    }
+}
+
+// SAFETY: used only by its loop's thread.
+public final class BufferPool {
+    public let bufferSize: Int
+    private var free: [UnsafeMutableRawPointer] = []
+    /// Idle buffers kept for reuse; beyond this they go back to malloc so an idle proxy's RSS shrinks.
+    public var maxCached = 512
+    public private(set) var outstanding = 0
+
+    init(bufferSize: Int) {
+        self.bufferSize = bufferSize
+    }
+
+    deinit {
+        for p in free { p.deallocate() }
+    }
+
+    public func acquire() -> IOBuffer {
+        outstanding += 1
+        let p = free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+        return IOBuffer(base: p, capacity: bufferSize)
+    }
+
+    public func release(_ buffer: IOBuffer) {
+        outstanding -= 1
+        if free.count < maxCached && buffer.capacity == bufferSize {
+            free.append(buffer.base)
+        } else {
+            buffer.base.deallocate()
+        }
+    }
+
+    public var cachedCount: Int { free.count }
+}

@@ -1,0 +1,46 @@
+// Creating listening and connecting sockets with the options a proxy wants.
+import Glibc
+import HuddleSys
+
+public enum Sockets {
+    /// A non-blocking listening socket. `reusePort` lets every worker bind the same address and the kernel spread accepts.
+    public static func listen(on address: SocketAddress, reusePort: Bool, backlog: Int32 = 4096) throws(Errno) -> Int32 {
+        let fd = try Sys.socket(family: address.family)
+        do {
+            try Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+            if reusePort { try Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
+            if address.family == AF_INET6 { try? Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
+            try Sys.bind(fd, address)
+            try Sys.listen(fd, backlog: backlog)
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Starts a non-blocking connect; returns the descriptor and whether it is already connected.
+    public static func connect(to address: SocketAddress) throws(Errno) -> (fd: Int32, connected: Bool) {
+        let fd = try Sys.socket(family: address.family)
+        do {
+            try Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+            switch try Sys.connect(fd, address) {
+            case .done: return (fd, true)
+            case .wouldBlock: return (fd, false)
+            }
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+    }
+
+    public static func setNoDelay(_ fd: Int32) {
+        try? Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+    }
+
+    /// Makes close() send RST instead of FIN (used to abort a connection whose state is unknown).
+    public static func setLingerZero(_ fd: Int32) {
+        var l = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+    }
+}

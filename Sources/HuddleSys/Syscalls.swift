@@ -1,0 +1,180 @@
+// Non-blocking syscall wrappers: every errno read in Huddle happens through Errno.swift's helpers from here.
+import CHuddleLinux
+import Glibc
+
+public enum Sys {
+    // MARK: descriptors
+
+    /// close(2): EINTR is not retried (Linux releases the descriptor anyway).
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    public static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        try checkNonBlocking { Glibc.read(fd, buf, count) }
+    }
+
+    public static func write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        try checkNonBlocking { Glibc.send(fd, buf, count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Write to a non-socket descriptor (log files, pipes).
+    public static func writeFile(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        try checkNonBlocking { Glibc.write(fd, buf, count) }
+    }
+
+    public static func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ count: Int32) throws(Errno) -> IOResult<Int> {
+        try checkNonBlocking { Glibc.writev(fd, iov, count) }
+    }
+
+    // MARK: sockets
+
+    public static func socket(family: Int32) throws(Errno) -> Int32 {
+        try check { Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    }
+
+    public static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(Errno) {
+        var v = value
+        _ = try check { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
+    }
+
+    public static func bind(_ fd: Int32, _ address: SocketAddress) throws(Errno) {
+        _ = try address.withSockaddr { (sa, len) throws(Errno) in try check { Glibc.bind(fd, sa, len) } }
+    }
+
+    public static func listen(_ fd: Int32, backlog: Int32) throws(Errno) {
+        _ = try check { Glibc.listen(fd, backlog) }
+    }
+
+    /// Starts a non-blocking connect: `.done` when connected at once, `.wouldBlock` while in progress (EINPROGRESS).
+    public static func connect(_ fd: Int32, _ address: SocketAddress) throws(Errno) -> IOResult<Void> {
+        try address.withSockaddr { (sa, len) throws(Errno) -> IOResult<Void> in
+            let (r, e) = retryingEINTR { Glibc.connect(fd, sa, len) }
+            if r == 0 { return .done(()) }
+            if e == EINPROGRESS || e == EAGAIN || e == EALREADY { return .wouldBlock }
+            throw Errno(e)
+        }
+    }
+
+    /// accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC; the peer address comes back with the descriptor.
+    public static func accept(_ fd: Int32) throws(Errno) -> IOResult<(Int32, SocketAddress?)> {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let r: IOResult<Int32> = try withUnsafeMutablePointer(to: &storage) { (p) throws(Errno) -> IOResult<Int32> in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sp) throws(Errno) -> IOResult<Int32> in
+                let (r, e) = retryingEINTR { huddle_accept4(fd, sp, &len) }
+                if r >= 0 { return .done(r) }
+                if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+                // A connection reset while queued is not our problem: report "try again".
+                if e == ECONNABORTED || e == EPROTO { return .wouldBlock }
+                throw Errno(e)
+            }
+        }
+        switch r {
+        case .wouldBlock: return .wouldBlock
+        case .done(let cfd): return .done((cfd, SocketAddress(storage: storage)))
+        }
+    }
+
+    public static func localAddress(_ fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) == 0 }
+        }
+        return ok ? SocketAddress(storage: storage) : nil
+    }
+
+    /// The pending error of a socket (SO_ERROR), 0 if none: how a non-blocking connect reports its outcome.
+    public static func socketError(_ fd: Int32) -> Int32 { huddle_socket_error(fd) }
+
+    public enum ShutdownHow: Sendable { case read, write, both }
+    public static func shutdown(_ fd: Int32, _ how: ShutdownHow) {
+        let h: Int32
+        switch how {
+        case .read: h = Int32(SHUT_RD)
+        case .write: h = Int32(SHUT_WR)
+        case .both: h = Int32(SHUT_RDWR)
+        }
+        _ = Glibc.shutdown(fd, h)
+    }
+
+    /// Bytes waiting in a socket's receive queue or a pipe.
+    public static func pendingBytes(_ fd: Int32) -> Int {
+        var n: Int32 = 0
+        return huddle_fionread(fd, &n) == 0 ? Int(n) : 0
+    }
+
+    // MARK: pipes and splice
+
+    public static func pipe() throws(Errno) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try check { huddle_pipe2(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    public static func setPipeSize(_ fd: Int32, _ size: Int32) { _ = huddle_pipe_set_size(fd, size) }
+
+    /// splice(2) with SPLICE_F_NONBLOCK|SPLICE_F_MOVE; `.done(0)` is end of input.
+    public static func splice(from: Int32, to: Int32, count: Int, more: Bool = false) throws(Errno) -> IOResult<Int> {
+        try checkNonBlocking { huddle_splice(from, to, count, more ? 1 : 0) }
+    }
+
+    // MARK: epoll, eventfd, signalfd
+
+    public static func epollCreate() throws(Errno) -> Int32 { try check { huddle_epoll_create() } }
+
+    public static func epollCtl(_ epfd: Int32, op: Int32, fd: Int32, events: UInt32, data: UInt64) throws(Errno) {
+        _ = try check { huddle_epoll_ctl(epfd, op, fd, events, data) }
+    }
+
+    public static func epollWait(_ epfd: Int32, _ events: UnsafeMutablePointer<huddle_epoll_event>, max: Int32, timeoutMs: Int32) throws(Errno) -> Int {
+        let (r, e) = retryingEINTR { huddle_epoll_wait(epfd, events, max, timeoutMs) }
+        if r < 0 { throw Errno(e) }
+        return Int(r)
+    }
+
+    public static func eventfd() throws(Errno) -> Int32 { try check { huddle_eventfd() } }
+
+    public static func eventfdSignal(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = Glibc.write(fd, &one, 8)
+    }
+
+    public static func eventfdDrain(_ fd: Int32) {
+        var v: UInt64 = 0
+        _ = Glibc.read(fd, &v, 8)
+    }
+
+    /// Blocks the signals in this thread (call before starting other threads so all inherit the mask).
+    public static func blockSignals(_ signals: [Int32]) {
+        _ = signals.withUnsafeBufferPointer { huddle_block_signals($0.baseAddress, Int32($0.count)) }
+    }
+
+    public static func signalfd(_ signals: [Int32]) throws(Errno) -> Int32 {
+        try check { signals.withUnsafeBufferPointer { huddle_signalfd($0.baseAddress, Int32($0.count)) } }
+    }
+
+    /// The next pending signal number, or nil when none.
+    public static func readSignal(_ fd: Int32) -> Int32? {
+        let r = huddle_read_signalfd(fd)
+        return r > 0 ? r : nil
+    }
+
+    // MARK: clocks and limits
+
+    /// Coarse monotonic milliseconds (cheap; a few ms resolution): for timeouts.
+    @inline(__always) public static func monotonicMs() -> Int64 { Int64(huddle_monotonic_ms()) }
+    /// Precise monotonic nanoseconds: for latency measurement.
+    @inline(__always) public static func monotonicNs() -> UInt64 { huddle_monotonic_ns() }
+    /// Coarse wall-clock milliseconds since the epoch: for logs.
+    @inline(__always) public static func wallClockMs() -> Int64 { Int64(huddle_realtime_ms()) }
+
+    /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the resulting (soft, hard).
+    public static func raiseOpenFileLimit() -> (soft: UInt64, hard: UInt64) {
+        var s: UInt64 = 0
+        var h: UInt64 = 0
+        _ = huddle_raise_nofile(&s, &h)
+        return (s, h)
+    }
+}
