@@ -1,0 +1,165 @@
+// `server { ... }`: listening addresses, TLS, client-side limits and the routes to upstreams.
+
+extension ConfigBuilder {
+    static let maxHeaderSizeRange: ClosedRange<Int64> = 1024...(1 << 20)
+
+    mutating func applyServerBlock(_ d: ConfigDirective, _ a: ParsedArguments) {
+        var block = ServerBlockConfig(location: d.location)
+        var prefixes: [String: SourceLocation] = [:]
+
+        for (c, ca) in accepted(d.block ?? [], in: .server) {
+            switch c.name {
+            case "listen":
+                guard let address = listenAddress(ca[0]) else { continue }
+                var listen = ListenConfig(address: address, location: c.location)
+                listen.tls = ca.flags["tls"] != nil
+                block.listens.append(listen)
+                addressSites.append((address, ca[0].location, false))
+            case "tls_certificate":
+                if let path = nonEmpty(ca[0], of: c.name) { block.tlsCertificate = path }
+            case "tls_certificate_key":
+                if let path = nonEmpty(ca[0], of: c.name) { block.tlsCertificateKey = path }
+            case "header_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) { block.headerTimeout = ms }
+            case "idle_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) { block.idleTimeout = ms }
+            case "tunnel_idle_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) { block.tunnelIdleTimeout = ms }
+            case "max_header_size":
+                if let n = size(ca[0], of: c.name, in: Self.maxHeaderSizeRange, rangeText: "1k and 1m") {
+                    block.maxHeaderSize = Int(n)
+                }
+            case "max_body_size":
+                if let n = size(ca[0], of: c.name, in: 0...Int64.max) { block.maxBodySize = n }
+            case "gzip":
+                if let v = keyword(ca[0], of: c.name, among: ["on", "off"]) { block.gzip.enabled = v == "on" }
+                if let m = ca.options["min_length"],
+                   let n = size(m, of: "min_length", in: 0...Int64(Int32.max)) {
+                    block.gzip.minLength = Int(n)
+                }
+            case "route":
+                let prefix = ca[0]
+                if let first = prefixes[prefix.text] {
+                    error(prefix.location, "duplicate route \(ConfigText.quoted(prefix.text)) in this server block (first at \(first))")
+                    continue
+                }
+                prefixes[prefix.text] = prefix.location
+                if let route = route(c, ca) { block.routes.append(route) }
+            default:
+                preconditionFailure("unhandled server directive \(c.name)")
+            }
+        }
+
+        if block.listens.isEmpty, !inputTruncated {
+            error(d.location, "server block has no listen: add one such as \"listen 0.0.0.0:8080;\"")
+        }
+        for listen in block.listens where listen.tls {
+            var missing: [String] = []
+            if block.tlsCertificate == nil { missing.append("tls_certificate") }
+            if block.tlsCertificateKey == nil { missing.append("tls_certificate_key") }
+            if !missing.isEmpty {
+                error(listen.location, "listen \(listen.address) tls needs \(missing.joined(separator: " and ")) in the same server block")
+            }
+        }
+        // Longest prefix first so the first match is the most specific; ties keep file order.
+        block.routes = block.routes.enumerated().sorted { x, y in
+            let (lx, ly) = (x.element.prefix.utf8.count, y.element.prefix.utf8.count)
+            return lx != ly ? lx > ly : x.offset < y.offset
+        }.map(\.element)
+        config.servers.append(block)
+    }
+
+    private mutating func nonEmpty(_ a: ConfigArgument, of directive: String) -> String? {
+        guard !a.text.isEmpty else {
+            error(a.location, "expected a path for \(ConfigText.quoted(directive)), found \"\"")
+            return nil
+        }
+        return a.text
+    }
+
+    private mutating func route(_ d: ConfigDirective, _ a: ParsedArguments) -> RouteConfig? {
+        let prefix = a[0]
+        var ok = true
+        if !prefix.text.hasPrefix("/") || prefix.text.contains(where: { $0.isWhitespace }) {
+            error(prefix.location, "expected a route prefix starting with \"/\", found \(ConfigText.quoted(prefix.text))")
+            ok = false
+        }
+        var upstream: ConfigArgument?
+        var keys: [GroupKeySource] = []
+        var keyLocations: [GroupKeySource: SourceLocation] = [:]
+        var missing: GroupKeyMissing?
+        var upgrades: [String]?
+
+        for (c, ca) in accepted(d.block ?? [], in: .route) {
+            switch c.name {
+            case "upstream":
+                if name(ca[0], for: "an upstream name") != nil { upstream = ca[0] } else { ok = false }
+            case "group_key":
+                guard let key = groupKey(ca) else { ok = false; continue }
+                if let first = keyLocations[key] {
+                    error(c.location, "duplicate group_key \(ca[0].text) \(ca[1].text) (first at \(first))")
+                    continue
+                }
+                keyLocations[key] = c.location
+                keys.append(key)
+            case "group_key_missing":
+                if let v = keyword(ca[0], of: c.name, among: ["reject", "balance"]) {
+                    missing = GroupKeyMissing(rawValue: v)!
+                }
+            case "allow_upgrade":
+                if ca.positional.count == 1, ca[0].text == "off" {
+                    upgrades = []
+                    continue
+                }
+                var protocols: [String] = []
+                for p in ca.positional {
+                    if let t = token(p, for: "an upgrade protocol such as websocket") {
+                        let lower = t.lowercased()
+                        if !protocols.contains(lower) { protocols.append(lower) }
+                    }
+                }
+                upgrades = protocols
+            default:
+                preconditionFailure("unhandled route directive \(c.name)")
+            }
+        }
+
+        guard let upstream else {
+            if d.block != nil, !inputTruncated {
+                error(prefix.location, "route \(ConfigText.quoted(prefix.text)) has no upstream: add \"upstream NAME;\" to its block")
+            }
+            return nil
+        }
+        upstreamReferences.append((prefix.text, upstream))
+        guard ok else { return nil }
+        var route = RouteConfig(prefix: prefix.text, upstream: upstream.text, location: d.location)
+        route.groupKeys = keys
+        if let missing { route.groupKeyMissing = missing }
+        if let upgrades { route.allowUpgrades = upgrades }
+        return route
+    }
+
+    /// `path N`, `header NAME`, `cookie NAME` or `query NAME`.
+    private mutating func groupKey(_ a: ParsedArguments) -> GroupKeySource? {
+        guard let kind = keyword(a[0], of: "group_key", among: ["path", "header", "cookie", "query"]) else { return nil }
+        let value = a[1]
+        switch kind {
+        case "path":
+            guard let n = ConfigValue.integer(value.text[...]), n >= 1, n <= 64 else {
+                error(value.location, "expected a path segment number from 1 to 64 (1 is the first segment), found \(ConfigText.quoted(value.text))")
+                return nil
+            }
+            return .path(n)
+        case "header":
+            return token(value, for: "a header name").map { .header($0) }
+        case "cookie":
+            return token(value, for: "a cookie name").map { .cookie($0) }
+        default:
+            guard !value.text.isEmpty, !value.text.contains(where: { $0 == "&" || $0 == "=" || $0 == "#" || $0.isWhitespace }) else {
+                error(value.location, "expected a query parameter name, found \(ConfigText.quoted(value.text))")
+                return nil
+            }
+            return .query(value.text)
+        }
+    }
+}

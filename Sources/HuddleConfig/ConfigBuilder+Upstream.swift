@@ -1,0 +1,142 @@
+// `upstream NAME { ... }`: the backend servers, how to balance across them and how to check their health.
+
+extension ConfigBuilder {
+    mutating func applyUpstream(_ d: ConfigDirective, _ a: ParsedArguments) {
+        let nameArgument = a[0]
+        guard let name = name(nameArgument, for: "an upstream name") else { return }
+        var upstream = UpstreamConfig(name: name, location: d.location)
+        var identities: [String: SourceLocation] = [:]
+        var factorLocation: SourceLocation?
+
+        for (c, ca) in accepted(d.block ?? [], in: .upstream) {
+            switch c.name {
+            case "balance":
+                if let v = keyword(ca[0], of: c.name, among: ["p2c", "hash", "round_robin"]) {
+                    upstream.balance = BalanceAlgorithm(rawValue: v)!
+                }
+            case "hash_balance_factor":
+                factorLocation = c.location
+                if let f = ConfigValue.decimal(ca[0].text[...]), f > 1.0, f <= 1000 {
+                    upstream.hashBalanceFactor = f
+                } else {
+                    error(ca[0].location, "expected a number above 1.0 such as 1.25 for \"hash_balance_factor\", found \(ConfigText.quoted(ca[0].text))")
+                }
+            case "group_linger":
+                if let ms = duration(ca[0], of: c.name) { upstream.groupLinger = ms }
+            case "server":
+                guard let server = backendServer(c, ca) else { continue }
+                let identityLocation = ca.options["name"]?.location ?? ca[0].location
+                if let first = identities[server.identity] {
+                    error(identityLocation, "duplicate server \(ConfigText.quoted(server.identity)) in upstream \(ConfigText.quoted(name)) (first at \(first))")
+                    continue
+                }
+                identities[server.identity] = identityLocation
+                upstream.servers.append(server)
+            case "health_check":
+                if let check = healthCheck(c, ca) { upstream.healthCheck = check }
+            case "passive_health":
+                if let passive = passiveHealth(ca) { upstream.passiveHealth = passive }
+            case "connect_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) { upstream.connectTimeout = ms }
+            case "response_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) { upstream.responseTimeout = ms }
+            case "keepalive":
+                if let n = integer(ca[0], of: c.name, in: 0...100_000) { upstream.keepalive = n }
+            case "keepalive_timeout":
+                if let ms = duration(ca[0], of: c.name) { upstream.keepaliveTimeout = ms }
+            case "retries":
+                if let n = integer(ca[0], of: c.name, in: 0...100) { upstream.retries = n }
+            default:
+                preconditionFailure("unhandled upstream directive \(c.name)")
+            }
+        }
+
+        if let factorLocation, upstream.balance != .hash {
+            error(factorLocation, "hash_balance_factor needs balance hash (upstream \(ConfigText.quoted(name)) uses \(upstream.balance.rawValue))")
+        }
+        if upstream.servers.isEmpty, d.block != nil, !inputTruncated {
+            error(nameArgument.location, "upstream \(ConfigText.quoted(name)) has no servers: add at least one \"server HOST:PORT;\"")
+        }
+        if let first = upstreamLocations[name] {
+            error(nameArgument.location, "duplicate upstream \(ConfigText.quoted(name)) (first at \(first))")
+            return
+        }
+        upstreamLocations[name] = nameArgument.location
+        config.upstreams.append(upstream)
+    }
+
+    private mutating func backendServer(_ d: ConfigDirective, _ a: ParsedArguments) -> ServerConfig? {
+        guard let address = ConfigValue.serverAddress(a[0].text[...]) else {
+            error(a[0].location, "expected a backend address such as 127.0.0.1:9001, [::1]:9001 or app.internal:8080, found \(ConfigText.quoted(a[0].text))")
+            return nil
+        }
+        var server = ServerConfig(address: address, identity: a[0].text, location: d.location)
+        var ok = true
+        if let w = a.options["weight"] {
+            if let n = integer(w, of: "weight", in: 0...1000) { server.weight = n } else { ok = false }
+        }
+        if let n = a.options["name"] {
+            if let id = name(n, for: "a server name") { server.identity = id } else { ok = false }
+        }
+        server.resolve = a.flags["resolve"] != nil
+        server.backup = a.flags["backup"] != nil
+        server.down = a.flags["down"] != nil
+        return ok ? server : nil
+    }
+
+    private mutating func healthCheck(_ d: ConfigDirective, _ a: ParsedArguments) -> HealthCheckConfig? {
+        guard a[0].text.hasPrefix("/"), !a[0].text.contains(where: \.isWhitespace) else {
+            error(a[0].location, "expected a health check path starting with \"/\", found \(ConfigText.quoted(a[0].text))")
+            return nil
+        }
+        var check = HealthCheckConfig(path: a[0].text)
+        var ok = true
+        if let v = a.options["interval"] {
+            if let ms = duration(v, of: "interval", positive: true) { check.interval = ms } else { ok = false }
+        }
+        if let v = a.options["timeout"] {
+            if let ms = duration(v, of: "timeout", positive: true) { check.timeout = ms } else { ok = false }
+        }
+        if let v = a.options["rise"] {
+            if let n = integer(v, of: "rise", in: 1...1000) { check.rise = n } else { ok = false }
+        }
+        if let v = a.options["fall"] {
+            if let n = integer(v, of: "fall", in: 1...1000) { check.fall = n } else { ok = false }
+        }
+        if let v = a.options["expect"] {
+            if let ranges = statusRanges(v) { check.expect = ranges } else { ok = false }
+        }
+        return ok ? check : nil
+    }
+
+    /// `200-399`, `200,204`, `200-299,301`: inclusive ranges of HTTP status codes.
+    private mutating func statusRanges(_ a: ConfigArgument) -> [ClosedRange<Int>]? {
+        var ranges: [ClosedRange<Int>] = []
+        for part in a.text.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+            let numbers = bounds.compactMap { ConfigValue.integer($0) }
+            guard (1...2).contains(bounds.count), numbers.count == bounds.count,
+                  numbers.allSatisfy({ (100...599).contains($0) }), numbers.first! <= numbers.last! else {
+                error(a.location, "expected status codes from 100 to 599 such as 200-399 or 200,204 for \"expect\", found \(ConfigText.quoted(a.text))")
+                return nil
+            }
+            ranges.append(numbers.first!...numbers.last!)
+        }
+        return ranges
+    }
+
+    private mutating func passiveHealth(_ a: ParsedArguments) -> PassiveHealthConfig? {
+        var passive = PassiveHealthConfig()
+        var ok = true
+        if let v = a.options["failures"] {
+            if let n = integer(v, of: "failures", in: 1...100_000) { passive.failures = n } else { ok = false }
+        }
+        if let v = a.options["ejection"] {
+            if let ms = duration(v, of: "ejection", positive: true) { passive.ejection = ms } else { ok = false }
+        }
+        if let v = a.options["max_ejected"] {
+            if let p = percent(v, of: "max_ejected") { passive.maxEjectedPercent = p } else { ok = false }
+        }
+        return ok ? passive : nil
+    }
+}

@@ -1,0 +1,79 @@
+// Entry point: reads a config file or text and returns a validated `HuddleConfig`, or every problem found.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum ConfigParser {
+    /// Parses `text`; `file` is only used in error locations and stored in the result.
+    public static func parse(text: String, file: String) throws(ConfigErrors) -> HuddleConfig {
+        var tree = ConfigTreeParser(text: text, file: file)
+        let (directives, syntaxErrors) = tree.parse()
+        var builder = ConfigBuilder(file: file)
+        builder.inputTruncated = tree.truncated
+        let config = builder.build(directives)
+        let all = syntaxErrors + builder.errors
+        guard all.isEmpty else { throw ConfigErrors(sorted(all)) }
+        return config
+    }
+
+    /// Reads and parses the file at `path`; an unreadable file is one error at `PATH:1:1`.
+    public static func load(path: String) throws(ConfigErrors) -> HuddleConfig {
+        let text: String
+        switch readFile(path) {
+        case .success(let t): text = t
+        case .failure(let failure):
+            throw ConfigErrors([ConfigError(location: SourceLocation(file: path, line: 1, column: 1), message: failure.message)])
+        }
+        return try parse(text: text, file: path)
+    }
+
+    /// By position, stable for errors at the same spot, without exact repeats.
+    private static func sorted(_ errors: [ConfigError]) -> [ConfigError] {
+        let ordered = errors.enumerated().sorted { x, y in
+            let (a, b) = (x.element.location, y.element.location)
+            return (a.line, a.column, x.offset) < (b.line, b.column, y.offset)
+        }.map(\.element)
+        var result: [ConfigError] = []
+        for e in ordered where !result.contains(where: { $0.location == e.location && $0.message == e.message }) {
+            result.append(e)
+        }
+        return result
+    }
+
+    /// Config files are small; reading them with plain POSIX calls gives the real errno for the message.
+    private static func readFile(_ path: String) -> Result<String, ConfigParserReadError> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(.init("cannot read file: \(describeErrno(errno))")) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(.init("cannot read file: \(describeErrno(errno))"))
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            // No sane config is this big; stop before a wrong path (a device, a huge log) eats memory.
+            if bytes.count > 16 << 20 { return .failure(.init("cannot read file: larger than 16 MiB")) }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            return .failure(.init("cannot read file: not valid UTF-8"))
+        }
+        return .success(text)
+    }
+
+    private static func describeErrno(_ code: Int32) -> String {
+        String(cString: strerror(code))
+    }
+}
+
+/// Why a config file could not be read, already phrased for the error line.
+struct ConfigParserReadError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
