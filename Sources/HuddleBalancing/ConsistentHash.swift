@@ -6,11 +6,12 @@
 ///
 ///     h_i   = XXH64(k as 8 little-endian bytes, seed: s_i)
 ///     u_i   = ((h_i >> 11) + 0.5) / 2^53                   in (0, 1)
-///     score = -w_i / ln(u_i)                               higher is preferred
+///     rank  = -ln(u_i) / w_i                               lower is preferred
 ///
-/// With equal weights this order is exactly "higher `h_i` first", which is what is computed then. The preference order of
-/// a key is the servers sorted by score; the owner is the first eligible one. Because each server's score for a key does
-/// not depend on the other servers, adding a server only moves keys to it, and removing (or making ineligible) a server
+/// (the reciprocal of the textbook score `-w_i / ln(u_i)`: same order, and a multiplication by a precomputed `1 / w_i`
+/// instead of a division). With equal weights the order is "higher `h_i` first", which is what is computed then. The
+/// preference order of a key is the servers sorted by rank; the owner is the first eligible one. Because each server's
+/// rank for a key does not depend on the other servers, adding a server only moves keys to it, and removing (or making ineligible) a server
 /// only moves its own keys, each to that key's next choice.
 ///
 /// Lookup is O(servers), which is fine because it runs once per *group placement*, not per message or request
@@ -23,6 +24,7 @@ public final class ConsistentHash: Sendable {
     public let weights: [Int]
     @usableFromInline let seeds: [UInt64]
     @usableFromInline let doubleWeights: [Double]
+    @usableFromInline let inverseWeights: [Double]
     @usableFromInline let equalWeights: Bool
 
     /// `identities[i]` is server `i`'s stable identity (`name=` or the address as written). Identities should be unique
@@ -43,6 +45,7 @@ public final class ConsistentHash: Sendable {
         }
         self.seeds = seeds
         self.doubleWeights = weights.map(Double.init)
+        self.inverseWeights = weights.map { $0 > 0 ? 1 / Double($0) : .infinity }
         let positive = weights.filter { $0 > 0 }
         self.equalWeights = positive.allSatisfy { $0 == positive.first }
     }
@@ -63,12 +66,19 @@ public final class ConsistentHash: Sendable {
                 }
             }
         } else {
-            var bestScore = -Double.infinity
+            var bestRank = Double.infinity
+            var bestHash: UInt64 = 0
             for i in seeds.indices where weights[i] > 0 {
-                let score = self.score(keyHash: keyHash, server: i)
-                if (best < 0 || score > bestScore) && isEligible(i) {
+                let h = StableHash.hash64(word: keyHash, seed: seeds[i])
+                // -ln(u) >= 1 - u, so a server whose cheap lower bound already loses (with a margin far above the
+                // rounding error of either side) cannot win: skipping its ln changes no answer and saves most of them.
+                let u = (Double(h >> 11) + 0.5) * 0x1p-53
+                if best >= 0 && (1 - u) * inverseWeights[i] * (1 - 0x1p-30) > bestRank { continue }
+                let rank = self.rank(hash: h, server: i)
+                if (best < 0 || rank < bestRank || (rank == bestRank && h > bestHash)) && isEligible(i) {
                     best = i
-                    bestScore = score
+                    bestRank = rank
+                    bestHash = h
                 }
             }
         }
@@ -111,47 +121,67 @@ public final class ConsistentHash: Sendable {
     /// The servers with weight > 0, most preferred first, at most `limit` of them. For tests, the admin API and the
     /// bounded-load walk; allocates, so not for the per-request path.
     public func preferenceOrder(keyHash: UInt64, limit: Int) -> [Int] {
-        var ranked: [(server: Int, score: Double, hash: UInt64)] = []
+        var ranked: [(server: Int, rank: Double, hash: UInt64)] = []
         ranked.reserveCapacity(weights.count)
         for i in weights.indices where weights[i] > 0 {
             let h = StableHash.hash64(word: keyHash, seed: seeds[i])
-            ranked.append((i, equalWeights ? 0 : score(keyHash: keyHash, server: i), h))
+            ranked.append((i, equalWeights ? 0 : rank(hash: h, server: i), h))
         }
-        // Equal weights order by hash alone (the exact equivalent of the score); the hash also breaks the (only
-        // theoretical) ties of weighted scores.
-        ranked.sort { $0.score != $1.score ? $0.score > $1.score : $0.hash > $1.hash }
+        // Equal weights order by hash alone (the same order as the rank). Ties, only theoretical, are broken as in
+        // owner(): higher hash, then lower index.
+        ranked.sort { a, b in
+            if a.rank != b.rank { return a.rank < b.rank }
+            if a.hash != b.hash { return a.hash > b.hash }
+            return a.server < b.server
+        }
         return ranked.prefix(max(0, limit)).map(\.server)
     }
 
+    /// Server `i`'s rank for a key, lower preferred: `-ln(u_i) / w_i`, the reciprocal of the score above (so the same
+    /// order), computed with a multiplication by the precomputed `1 / w_i` instead of a division. Public so the admin
+    /// API can explain a placement.
     @inlinable
-    func score(keyHash: UInt64, server i: Int) -> Double {
-        let h = StableHash.hash64(word: keyHash, seed: seeds[i])
-        let u = (Double(h >> 11) + 0.5) * 0x1p-53
-        return doubleWeights[i] / -ConsistentHash.naturalLog(u)
+    public func rank(keyHash: UInt64, server i: Int) -> Double {
+        rank(hash: StableHash.hash64(word: keyHash, seed: seeds[i]), server: i)
     }
 
-    /// ln(x) for x in (0, 1] using only +, -, ×, ÷ (correctly rounded in IEEE 754 everywhere), so scores never depend
-    /// on the platform's libm. x = m × 2^e with m in [√½, √2); ln m = 2·atanh(s), s = (m-1)/(m+1), |s| < 0.172, and the
-    /// series to s^25 is accurate to well under one part in 10^15, far finer than the 2^-53 steps of `u`.
+    @inlinable
+    func rank(hash h: UInt64, server i: Int) -> Double {
+        let u = (Double(h >> 11) + 0.5) * 0x1p-53
+        return -ConsistentHash.naturalLog(u) * inverseWeights[i]
+    }
+
+    /// ln(x) for x in (0, 1] using only +, -, × and one ÷ (correctly rounded in IEEE 754 everywhere), so ranks never
+    /// depend on the platform's libm. x = m × 2^e with m in [√½, √2); ln m = 2·atanh(s) with s = (m-1)/(m+1),
+    /// |s| < 0.1716, and the atanh series to s^21 leaves a relative error under 3·10^-17, finer than the 2^-53 steps of
+    /// `u`.
     @inlinable
     static func naturalLog(_ x: Double) -> Double {
-        var e = Double(x.exponent)
-        var m = x.significand // in [1, 2)
+        precondition(x.isNormal && x > 0 && x <= 1, "ln is only needed on (0, 1]")
+        // Exponent and significand from the bits: x is normal here (u >= 2^-54), and the stdlib accessors cost more
+        // than the whole series.
+        let bits = x.bitPattern
+        var e = Double(Int((bits >> 52) & 0x7FF) - 1023)
+        var m = Double(bitPattern: (bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000) // in [1, 2)
         if m > 1.4142135623730951 {
             m *= 0.5
             e += 1
         }
         let s = (m - 1) / (m + 1)
-        let s2 = s * s
-        var term = s
-        var sum = s
-        var k = 3.0
-        while k <= 25 {
-            term *= s2
-            sum += term / k
-            k += 2
-        }
+        let z = s * s
+        // Horner form of 1 + z/3 + z^2/5 + ... + z^10/21.
+        var p = 1.0 / 21
+        p = p * z + 1.0 / 19
+        p = p * z + 1.0 / 17
+        p = p * z + 1.0 / 15
+        p = p * z + 1.0 / 13
+        p = p * z + 1.0 / 11
+        p = p * z + 1.0 / 9
+        p = p * z + 1.0 / 7
+        p = p * z + 1.0 / 5
+        p = p * z + 1.0 / 3
+        p = p * z + 1
         let ln2 = 0.6931471805599453
-        return e * ln2 + 2 * sum
+        return e * ln2 + 2 * s * p
     }
 }
