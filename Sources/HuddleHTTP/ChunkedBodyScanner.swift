@@ -82,7 +82,7 @@ public struct ChunkedBodyScanner: Sendable {
                 } else if ASCIIBytes.isOWS(b) {
                     state = .sizeWhitespace
                 } else {
-                    return fail(.badChunkSize, i)
+                    return fail(b == 0x0A ? .bareLF : .badChunkSize, i)
                 }
                 if let error = countLineByte(i) { return error }
             case .sizeWhitespace:

@@ -1,6 +1,6 @@
 // A parsed request head: offsets into the caller's buffer plus the framing and connection facts the proxy needs.
 
-public struct HTTPRequestHead: Sendable {
+public struct HTTPRequestHead: Sendable, Equatable {
     public var method: HTTPMethod = .other
     public var methodRange: Range<Int> = 0..<0
     /// The request-target as sent.

@@ -1,6 +1,6 @@
 // A parsed response head: status, offsets into the caller's buffer, and how its body is framed.
 
-public struct HTTPResponseHead: Sendable {
+public struct HTTPResponseHead: Sendable, Equatable {
     public var status: Int = 0
     public var versionMinor: Int = 1
     /// The reason phrase as sent (may be empty).
