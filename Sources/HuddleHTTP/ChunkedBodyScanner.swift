@@ -4,7 +4,9 @@
 /// Errors carry status 400 and an offset counted from the first body byte; a proxy reading a response
 /// body answers 502 instead.
 public struct ChunkedBodyScanner: Sendable {
+    /// Bytes of a chunk-size line without its CRLF.
     public let maxChunkLineLength: Int
+    /// Bytes of the trailer field lines, CRLFs included, the final empty line not.
     public let maxTrailerSize: Int
 
     private enum State: UInt8, Sendable {
@@ -84,7 +86,7 @@ public struct ChunkedBodyScanner: Sendable {
                 } else {
                     return fail(b == 0x0A ? .bareLF : .badChunkSize, i)
                 }
-                if let error = countLineByte(i) { return error }
+                if b != 0x0D, let error = countLineByte(i) { return error }
             case .sizeWhitespace:
                 // BWS is allowed only before a chunk-ext's ';' (RFC 9112 7.1.1).
                 let b = bytes[i]
@@ -100,7 +102,7 @@ public struct ChunkedBodyScanner: Sendable {
                 } else if !ASCIIBytes.isFieldValueByte(b) {
                     return fail(.badChunkExtension, i)
                 }
-                if let error = countLineByte(i) { return error }
+                if b != 0x0D, let error = countLineByte(i) { return error }
             case .sizeLF:
                 if bytes[i] != 0x0A { return fail(.bareCR, i) }
                 if chunkSize == 0 {
@@ -125,7 +127,7 @@ public struct ChunkedBodyScanner: Sendable {
                 } else {
                     return fail(b == 0x0A ? .bareLF : .badTrailer, i)
                 }
-                if let error = countTrailerByte(i) { return error }
+                if b != 0x0D, let error = countTrailerByte(i) { return error }
             case .trailerName:
                 let b = bytes[i]
                 if b == 0x3A { state = .trailerValue } else if !ASCIIBytes.isTokenByte(b) { return fail(.badTrailer, i) }
