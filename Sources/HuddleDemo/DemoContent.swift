@@ -1,0 +1,116 @@
+// Bodies the demo backend serves: the /bytes pattern, JSON and HTML escaping, and the chat room page.
+
+enum DemoContent {
+    /// Byte i of every /bytes body is i % 251; any run of up to 64 KiB starting at offset (i % 251) is a slice
+    /// of this table, so bodies stream straight from it without being built.
+    static let pattern = PatternTable()
+
+    /// SAFETY: written once in `init`, read-only afterwards, never freed (it lives as long as the process).
+    final class PatternTable: @unchecked Sendable {
+        let base: UnsafeRawPointer
+        let count = 65536 + 256
+        init() {
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
+            for i in 0..<count { p[i] = UInt8(i % 251) }
+            base = UnsafeRawPointer(p)
+        }
+    }
+
+    static func jsonEscaped(_ bytes: some Sequence<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        for b in bytes {
+            switch b {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            case 0x09: out += [0x5C, 0x74]
+            // "<" escaped too, so the text can sit inside an inline <script> without ending it.
+            case 0x3C, 0x00..<0x20, 0x7F:
+                out += [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]]
+            default: out.append(b)
+            }
+        }
+        return out
+    }
+
+    static func htmlEscaped(_ bytes: some Sequence<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        for b in bytes {
+            switch b {
+            case 0x26: out += Array("&amp;".utf8)
+            case 0x3C: out += Array("&lt;".utf8)
+            case 0x3E: out += Array("&gt;".utf8)
+            case 0x22: out += Array("&quot;".utf8)
+            case 0x27: out += Array("&#39;".utf8)
+            default: out.append(b)
+            }
+        }
+        return out
+    }
+
+    static func welcome(backend: String, room: [UInt8], members: Int) -> [UInt8] {
+        Array("{\"type\":\"welcome\",\"backend\":\"".utf8) + jsonEscaped(Array(backend.utf8))
+            + Array("\",\"room\":\"".utf8) + jsonEscaped(room) + Array("\",\"members\":\(members)}".utf8)
+    }
+
+    static func chatMessage(backend: String, text: [UInt8]) -> [UInt8] {
+        Array("{\"type\":\"message\",\"backend\":\"".utf8) + jsonEscaped(Array(backend.utf8))
+            + Array("\",\"text\":\"".utf8) + jsonEscaped(text) + Array("\"}".utf8)
+    }
+
+    static func roomPage(backend: String, room: [UInt8]) -> [UInt8] {
+        let roomHTML = String(decoding: htmlEscaped(room), as: UTF8.self)
+        let backendHTML = String(decoding: htmlEscaped(Array(backend.utf8)), as: UTF8.self)
+        let roomJS = String(decoding: jsonEscaped(room), as: UTF8.self)
+        let page = """
+        <!doctype html>
+        <html><head><meta charset="utf-8"><title>Huddle room \(roomHTML)</title>
+        <style>
+        body { font: 15px system-ui, sans-serif; margin: 2em auto; max-width: 42em; color: #222; }
+        #log { border: 1px solid #ccc; border-radius: 6px; height: 22em; overflow-y: auto; padding: .5em; background: #fafafa; }
+        #log div { padding: 2px 0; } .sys { color: #777; } form { display: flex; gap: .5em; margin-top: .5em; }
+        #text { flex: 1; padding: .4em; }
+        </style></head>
+        <body>
+        <h1>Room <code>\(roomHTML)</code></h1>
+        <p>This page was served by <b>\(backendHTML)</b>. Its WebSocket goes to <code id="url"></code>: <span id="state">connecting</span></p>
+        <div id="log"></div>
+        <form id="form"><input id="text" autocomplete="off" placeholder="say something" autofocus><button>Send</button></form>
+        <script>
+        (function () {
+          var room = "\(roomJS)";
+          var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/rooms/" + encodeURIComponent(room) + "/ws";
+          document.getElementById("url").textContent = url;
+          var log = document.getElementById("log"), state = document.getElementById("state");
+          function line(text, cls) {
+            var d = document.createElement("div");
+            d.textContent = text;
+            if (cls) d.className = cls;
+            log.appendChild(d);
+            log.scrollTop = log.scrollHeight;
+          }
+          var ws = new WebSocket(url);
+          ws.onopen = function () { state.textContent = "connected"; };
+          ws.onclose = function (e) { state.textContent = "closed (" + e.code + ")"; line("connection closed", "sys"); };
+          ws.onmessage = function (e) {
+            var m;
+            try { m = JSON.parse(e.data); } catch (_) { line(e.data); return; }
+            if (m.type === "welcome") line("joined " + m.room + " on " + m.backend + " (" + m.members + " here)", "sys");
+            else if (m.type === "message") line("[" + m.backend + "] " + m.text);
+            else line(e.data);
+          };
+          document.getElementById("form").onsubmit = function (e) {
+            e.preventDefault();
+            var t = document.getElementById("text");
+            if (t.value && ws.readyState === 1) { ws.send(t.value); t.value = ""; }
+          };
+        })();
+        </script>
+        </body></html>
+
+        """
+        return Array(page.utf8)
+    }
+}
