@@ -1,0 +1,64 @@
+// Tests of the byte helpers: the token table against RFC 9110's list, list splitting and compares.
+
+import HuddleHTTP
+import XCTest
+
+final class ASCIIBytesTests: XCTestCase {
+    func testTokenTableMatchesRFC9110() {
+        let tchar = Set(Array("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8))
+        for b in 0...255 {
+            XCTAssertEqual(ASCIIBytes.isTokenByte(UInt8(b)), tchar.contains(UInt8(b)), "byte \(b)")
+        }
+    }
+
+    func testFieldValueBytes() {
+        for b in 0...255 {
+            let expected = b == 9 || (b >= 0x20 && b != 0x7F)
+            XCTAssertEqual(ASCIIBytes.isFieldValueByte(UInt8(b)), expected, "byte \(b)")
+        }
+    }
+
+    func testForEachTokenSplitsCommaListsAndTrimsOWS() {
+        let bytes = [UInt8](ascii: " , keep-alive ,,\tUpgrade\t, x ,")
+        var tokens: [String] = []
+        bytes.withUnsafeBytes { raw in
+            ASCIIBytes.forEachToken(in: 0..<bytes.count, of: raw) { tokens.append(bytes.string($0)!) }
+            XCTAssertTrue(ASCIIBytes.listContainsToken(raw, 0..<bytes.count, "upgrade"))
+            XCTAssertFalse(ASCIIBytes.listContainsToken(raw, 0..<bytes.count, "close"))
+        }
+        XCTAssertEqual(tokens, ["keep-alive", "Upgrade", "x"])
+    }
+
+    func testCompares() {
+        let bytes = [UInt8](ascii: "Content-LENGTH content-length")
+        bytes.withUnsafeBytes { raw in
+            XCTAssertTrue(ASCIIBytes.equalsCaseInsensitive(raw, 0..<14, "content-length"))
+            XCTAssertFalse(ASCIIBytes.equalsCaseInsensitive(raw, 0..<13, "content-length"))
+            XCTAssertTrue(ASCIIBytes.equalsCaseInsensitive(raw, 0..<14, 15..<29))
+            XCTAssertFalse(ASCIIBytes.equals(raw, 0..<14, "content-length"))
+            XCTAssertTrue(ASCIIBytes.equals(raw, 15..<29, "content-length"))
+            XCTAssertEqual(ASCIIBytes.trimmingOWS(raw, 14..<16), 15..<16)
+        }
+        // '@' (0x40) and '`' (0x60) differ only in bit 5 like letters do; they must not compare equal.
+        let punct = [UInt8](ascii: "@`[{")
+        punct.withUnsafeBytes { raw in
+            XCTAssertFalse(ASCIIBytes.equalsCaseInsensitive(raw, 0..<1, 1..<2))
+            XCTAssertFalse(ASCIIBytes.equalsCaseInsensitive(raw, 2..<3, 3..<4))
+        }
+    }
+
+    func testHeaderKindsAreRecognisedCaseInsensitively() {
+        let names: [(String, HTTPHeaderKind)] = [
+            ("HOST", .host), ("content-length", .contentLength), ("Transfer-Encoding", .transferEncoding),
+            ("connection", .connection), ("Keep-Alive", .keepAlive), ("Proxy-Connection", .proxyConnection), ("TE", .te),
+            ("Trailer", .trailer), ("upgrade", .upgrade), ("Expect", .expect), ("Cookie", .cookie),
+            ("X-Forwarded-For", .xForwardedFor), ("x-forwarded-proto", .xForwardedProto), ("X-Forwarded-Host", .xForwardedHost),
+            ("X-Request-Id", .xRequestId), ("Sec-WebSocket-Key", .secWebSocketKey), ("sec-websocket-version", .secWebSocketVersion),
+            ("Hosts", .other), ("Content-Lengt", .other), ("X", .other),
+        ]
+        for (name, kind) in names {
+            let bytes = [UInt8](ascii: name)
+            XCTAssertEqual(bytes.withUnsafeBytes { HTTPHeaderKind(name: 0..<bytes.count, in: $0) }, kind, name)
+        }
+    }
+}
