@@ -50,7 +50,7 @@ extension ConfigBuilder {
             }
         }
 
-        if block.listens.isEmpty, !inputTruncated {
+        if block.listens.isEmpty, !inputTruncated, !mentions(d.block, "listen", in: .server) {
             error(d.location, "server block has no listen: add one such as \"listen 0.0.0.0:8080;\"")
         }
         for listen in block.listens where listen.tls {
@@ -125,7 +125,7 @@ extension ConfigBuilder {
         }
 
         guard let upstream else {
-            if d.block != nil, !inputTruncated {
+            if d.block != nil, !inputTruncated, !mentions(d.block, "upstream", in: .route) {
                 error(prefix.location, "route \(ConfigText.quoted(prefix.text)) has no upstream: add \"upstream NAME;\" to its block")
             }
             return nil

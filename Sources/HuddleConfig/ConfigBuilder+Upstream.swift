@@ -54,7 +54,7 @@ extension ConfigBuilder {
         if let factorLocation, upstream.balance != .hash {
             error(factorLocation, "hash_balance_factor needs balance hash (upstream \(ConfigText.quoted(name)) uses \(upstream.balance.rawValue))")
         }
-        if upstream.servers.isEmpty, d.block != nil, !inputTruncated {
+        if upstream.servers.isEmpty, d.block != nil, !inputTruncated, !mentions(d.block, "server", in: .upstream) {
             error(nameArgument.location, "upstream \(ConfigText.quoted(name)) has no servers: add at least one \"server HOST:PORT;\"")
         }
         if let first = upstreamLocations[name] {

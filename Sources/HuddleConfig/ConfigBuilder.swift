@@ -78,6 +78,15 @@ struct ConfigBuilder {
         return result
     }
 
+    /// Whether a block contains `name`, or an unknown directive that is probably a misspelling of it:
+    /// then "block has no NAME" would only repeat an error already reported.
+    func mentions(_ block: [ConfigDirective]?, _ name: String, in context: ConfigContext) -> Bool {
+        let names = context.specs.map(\.name)
+        return (block ?? []).contains { d in
+            d.name == name || (context.spec(named: d.name) == nil && ConfigText.suggestion(for: d.name, among: names) == name)
+        }
+    }
+
     private mutating func reportUnknown(_ d: ConfigDirective, in context: ConfigContext) {
         if let home = ConfigContext.allCases.first(where: { $0 != context && $0.spec(named: d.name) != nil }) {
             error(d.location, "\(ConfigText.quoted(d.name)) is not allowed \(context.phrase) (it belongs in \(home.place))")
@@ -124,15 +133,20 @@ struct ConfigBuilder {
                 }
             } else {
                 ok = false
-                let what = parsed.positional.count < spec.arguments.upperBound ? "unexpected argument" : "unknown option"
+                let what = spec.flags.isEmpty ? "unexpected argument" : "unknown option"
                 error(arg.location, "\(what) \(ConfigText.quoted(arg.text)) for \(ConfigText.quoted(d.name)) (expected one of: \(spec.namedArgumentList))"
-                    + ConfigText.didYouMean(arg.text, among: spec.options + spec.flags))
+                    + ConfigText.didYouMean(arg.text, among: spec.flags))
             }
         }
         let found = parsed.positional.count + excess.count
         if !excess.isEmpty || parsed.positional.count < spec.arguments.lowerBound {
             let at = excess.first?.location ?? d.location
-            error(at, "\(ConfigText.quoted(d.name)) takes \(Self.describeCount(spec.arguments)), found \(found)")
+            var message = "\(ConfigText.quoted(d.name)) takes \(Self.describeCount(spec.arguments)), found \(found)"
+            if at.line > d.location.line {
+                // nginx-style syntax reads the next line as more arguments when a ";" is forgotten.
+                message += "; is a \";\" missing at the end of line \(d.location.line)?"
+            }
+            error(at, message)
             return nil
         }
         return ok ? parsed : nil

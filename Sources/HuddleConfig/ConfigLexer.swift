@@ -10,8 +10,9 @@ struct ConfigLexer {
     private var column = 1
     private let file: String
     private(set) var errors: [ConfigError] = []
-    /// Set once an unterminated string has swallowed the rest of the input.
-    private(set) var hitUnterminatedString = false
+    /// Where an unterminated string began: it swallowed the rest of the input.
+    private(set) var unterminatedString: SourceLocation?
+    var hitUnterminatedString: Bool { unterminatedString != nil }
 
     init(text: String, file: String) {
         self.chars = Array(text)
@@ -41,19 +42,25 @@ struct ConfigLexer {
             if let n = peek(), !Self.endsToken(n) {
                 error(line: line, column: column,
                       "expected a space, \";\" or \"{\" after the closing quote, found \(ConfigText.quoted(String(n)))")
+                // Keep the rest with the string so the mistake stays one argument, not two.
+                readWordRest(into: &text)
             }
             return token(.string, text)
         default:
             var text = ""
-            while let n = peek(), !Self.endsToken(n) {
-                if n == "\"" {
-                    readQuoted(into: &text)
-                } else {
-                    text.append(n)
-                    advance()
-                }
-            }
+            readWordRest(into: &text)
             return token(.word, text)
+        }
+    }
+
+    private mutating func readWordRest(into text: inout String) {
+        while let n = peek(), !Self.endsToken(n) {
+            if n == "\"" {
+                readQuoted(into: &text)
+            } else {
+                text.append(n)
+                advance()
+            }
         }
     }
 
@@ -115,7 +122,7 @@ struct ConfigLexer {
             text.append(c)
             advance()
         }
-        hitUnterminatedString = true
+        unterminatedString = unterminatedString ?? SourceLocation(file: file, line: openLine, column: openColumn)
         error(line: openLine, column: openColumn, "unterminated string: expected a closing \" for the quote opened here")
     }
 

@@ -14,7 +14,11 @@ public enum ConfigParser {
         var builder = ConfigBuilder(file: file)
         builder.inputTruncated = tree.truncated
         let config = builder.build(directives)
-        let all = syntaxErrors + builder.errors
+        var meaningErrors = builder.errors
+        if let cut = tree.unterminatedString {
+            meaningErrors.removeAll { ($0.location.line, $0.location.column) >= (cut.line, cut.column) }
+        }
+        let all = syntaxErrors + meaningErrors
         guard all.isEmpty else { throw ConfigErrors(sorted(all)) }
         return config
     }

@@ -25,8 +25,14 @@ enum ConfigText {
     /// The candidate closest to `word` when it is within edit distance 2 (and not a wild guess for short words).
     static func suggestion(for word: String, among candidates: [String]) -> String? {
         var best: (name: String, distance: Int)?
+        let lower = word.lowercased()
         for candidate in candidates {
-            let d = editDistance(word.lowercased(), candidate.lowercased())
+            // A longer or shorter spelling of a known word ("warning" for "warn") is as telling as a typo.
+            if candidate.count >= 3, lower.count >= 3, lower.hasPrefix(candidate.lowercased()) || candidate.lowercased().hasPrefix(lower) {
+                if best == nil || best!.distance > 1 { best = (candidate, 1) }
+                continue
+            }
+            let d = editDistance(lower, candidate.lowercased())
             guard d <= 2, d < max(word.count, candidate.count) else { continue }
             if best == nil || d < best!.distance { best = (candidate, d) }
         }

@@ -6,6 +6,8 @@ struct ConfigTreeParser {
     private var errors: [ConfigError] = []
     /// The input ended inside a block or directive, so "missing X" checks would only repeat the same mistake.
     private(set) var truncated = false
+    /// Meaning given to anything from here on is a guess: an unterminated string swallowed it.
+    var unterminatedString: SourceLocation? { lexer.unterminatedString }
 
     /// Real configs nest three deep; the cap keeps hostile input from exhausting the stack.
     static let maximumDepth = 16
