@@ -33,7 +33,9 @@ public final class TimerWheel {
     public func schedule(_ node: TimerNode, at deadline: Int64) {
         if node.slot >= 0 { unlink(node) }
         node.deadline = deadline
-        var tick = deadline / Self.tickMs
+        // Round up: a node placed in the tick its deadline falls inside would be visited before it is due and
+        // then not again for a whole lap (10 s).
+        var tick = (deadline + Self.tickMs - 1) / Self.tickMs
         if tick <= currentTick { tick = currentTick + 1 }
         let s = Int(tick % Int64(slotCount))
         node.slot = s
@@ -45,8 +47,11 @@ public final class TimerWheel {
     }
 
     public func cancel(_ node: TimerNode) {
-        if node.slot >= 0 { unlink(node) }
+        if node.slot >= 0 { unlink(node) } else if node.slot == Self.dueSlot { node.slot = -1 }
     }
+
+    /// The slot of a node collected as due but not fired yet: a callback cancelling it must still stop it.
+    private static let dueSlot = -2
 
     private func unlink(_ node: TimerNode) {
         if let p = node.prev { p.next = node.next } else { heads[node.slot] = node.next }
@@ -80,13 +85,15 @@ public final class TimerWheel {
                 node = n.next
                 if n.deadline <= now {
                     unlink(n)
+                    n.slot = Self.dueSlot
                     due.append(n)
                 }
             }
             t += 1
         }
         // Fire after collecting: a callback may cancel or re-arm any node, including ones in this slot.
-        for n in due where !n.isArmed {
+        for n in due where n.slot == Self.dueSlot {
+            n.slot = -1
             n.timerFired(now: now)
         }
         due.removeAll(keepingCapacity: true)
