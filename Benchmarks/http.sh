@@ -42,8 +42,8 @@ parse_wrk() {
 }
 
 run_wrk() { # run_wrk PROXY SECONDS OUTFILE
-    taskset -c "$LOAD_CPU" timeout $(($2 + 30)) wrk -t1 -c"$CONNS" -d"$2"s --latency \
-        "http://127.0.0.1:${PROXY_PORT[$1]}$REQUEST_PATH" >"$3" 2>&1 || die "wrk against $1 failed; see $3"
+    run_load "$3" taskset -c "$LOAD_CPU" timeout $(($2 + 30)) wrk -t1 -c"$CONNS" -d"$2"s --latency \
+        "http://127.0.0.1:${PROXY_PORT[$1]}$REQUEST_PATH" || die "wrk against $1 failed; see $3"
 }
 
 for px in $PROXIES; do run_wrk "$px" "$WARMUP" "$OUT/warmup-$px.txt"; done

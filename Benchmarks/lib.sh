@@ -60,6 +60,18 @@ bench_start() {
     LAST_PID=$!
 }
 
+# run_load OUTFILE CMD...: runs a load generator in the background and waits for it, because bash
+# defers traps until a foreground command ends; this way Ctrl-C or SIGTERM stops a run at once.
+run_load() {
+    local out=$1 rc=0
+    shift
+    "$@" >"$out" 2>&1 &
+    LOAD_PID=$!
+    wait "$LOAD_PID" || rc=$?
+    LOAD_PID=
+    return $rc
+}
+
 # The process and all its descendants (nginx master + workers, etc.).
 proc_tree() {
     local p kids
@@ -117,7 +129,7 @@ bench_cleanup() {
     local rc=$? p all=()
     trap - EXIT INT TERM
     [ -n "${IDLE_FIFO_FD:-}" ] && eval "exec ${IDLE_FIFO_FD}>&-" 2>/dev/null
-    for p in "${STARTED_PIDS[@]}"; do all+=($(proc_tree "$p")); done
+    for p in "${STARTED_PIDS[@]}" ${LOAD_PID:-}; do all+=($(proc_tree "$p")); done
     [ ${#all[@]} -gt 0 ] && kill -TERM "${all[@]}" 2>/dev/null
     local deadline=$((SECONDS + 5))
     for p in "${all[@]}"; do

@@ -62,8 +62,8 @@ if [[ " $PARTS " == *" echo "* ]]; then
             # CPU is sampled around the whole run (connect + 1s warm-up + window), so it is divided by
             # all messages echoed in that time; wsbench reports those as msgs_all.
             before=$(cpu_ticks "${PROXY_PID[$px]}")
-            taskset -c "$LOAD_CPU" timeout $((DURATION + 60)) "$WSBENCH" --port "${PROXY_PORT[$px]}" --path "$WS_PATH" \
-                -c "$WS_CONNS" -s "$WS_SIZE" -d "$DURATION" >"$f" 2>&1 || die "wsbench against $px failed: $(cat "$f")"
+            run_load "$f" taskset -c "$LOAD_CPU" timeout $((DURATION + 60)) "$WSBENCH" --port "${PROXY_PORT[$px]}" \
+                --path "$WS_PATH" -c "$WS_CONNS" -s "$WS_SIZE" -d "$DURATION" || die "wsbench against $px failed: $(cat "$f")"
             after=$(cpu_ticks "${PROXY_PID[$px]}")
             rate=$(field msgs_per_sec <"$f"); p50=$(field p50_us <"$f"); p99=$(field p99_us <"$f")
             msgs=$(field msgs <"$f"); all=$(field msgs_all <"$f"); errs=$(field errors <"$f")
