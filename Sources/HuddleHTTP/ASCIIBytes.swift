@@ -129,4 +129,50 @@ public enum ASCIIBytes {
         }
         return found
     }
+
+    // Word-at-a-time scans (SWAR): eight bytes per step on the hot path; the tail and any suspicious word
+    // fall back to the byte loop, so results are identical to the obvious loop.
+    @usableFromInline static let ones: UInt64 = 0x0101_0101_0101_0101
+    @usableFromInline static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// Offset of the first LF in `from..<to`, or `to`.
+    @inlinable
+    public static func firstLF(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Int {
+        var i = from
+        while i &+ 8 <= to {
+            let w = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            let x = w ^ (ones &* 0x0A)
+            let zero = (x &- ones) & ~x & highs
+            // The lowest flagged byte is always a true match; borrows only flag bytes above it.
+            if zero != 0 { return i &+ (zero.trailingZeroBitCount >> 3) }
+            i &+= 8
+        }
+        while i < to {
+            if bytes[i] == 0x0A { return i }
+            i &+= 1
+        }
+        return to
+    }
+
+    /// Offset of the first byte in `from..<to` that may not appear in a field value, or `to`.
+    @inlinable
+    public static func firstInvalidFieldValueByte(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Int {
+        var i = from
+        while i &+ 8 <= to {
+            let w = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            let below20 = (w &- ones &* 0x20) & ~w & highs
+            let x = w ^ (ones &* 0x7F)
+            let del = (x &- ones) & ~x & highs
+            if below20 | del != 0 {
+                // HTAB also trips the test; look at this word byte by byte.
+                for j in i..<(i &+ 8) where !isFieldValueByte(bytes[j]) { return j }
+            }
+            i &+= 8
+        }
+        while i < to {
+            if !isFieldValueByte(bytes[i]) { return i }
+            i &+= 1
+        }
+        return to
+    }
 }

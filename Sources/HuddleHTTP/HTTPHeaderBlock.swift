@@ -66,14 +66,8 @@ struct HTTPHeaderBlock: Sendable {
         var ve = end
         while vs < ve && ASCIIBytes.isOWS(bytes[vs]) { vs &+= 1 }
         while ve > vs && ASCIIBytes.isOWS(bytes[ve &- 1]) { ve &-= 1 }
-        var j = vs
-        while j < ve {
-            let b = bytes[j]
-            if !ASCIIBytes.isFieldValueByte(b) {
-                return fail(b == 0x0D ? .bareCR : .controlCharInValue, j, isRequest)
-            }
-            j &+= 1
-        }
+        let bad = ASCIIBytes.firstInvalidFieldValueByte(bytes, from: vs, to: ve)
+        if bad != ve { return fail(bytes[bad] == 0x0D ? .bareCR : .controlCharInValue, bad, isRequest) }
         let value = vs..<ve
         let kind = HTTPHeaderKind(name: name, in: bytes)
         switch kind {

@@ -47,8 +47,7 @@ public struct HTTPRequestParser: Sendable {
         let lineLimit = maxRequestLineLength &+ 1
         var pos = scanPos
         while true {
-            var lf = pos
-            while lf < limit && bytes[lf] != 0x0A { lf &+= 1 }
+            let lf = ASCIIBytes.firstLF(bytes, from: pos, to: limit)
             if lf == limit {
                 scanPos = limit
                 if phase == .requestLine && limit &- lineStart > lineLimit {

@@ -37,8 +37,7 @@ public struct HTTPResponseParser: Sendable {
         let limit = min(count, maxHeaderSize)
         var pos = scanPos
         while true {
-            var lf = pos
-            while lf < limit && bytes[lf] != 0x0A { lf &+= 1 }
+            let lf = ASCIIBytes.firstLF(bytes, from: pos, to: limit)
             if lf == limit {
                 scanPos = limit
                 if count > maxHeaderSize { return fail(.headTooLarge, maxHeaderSize) }

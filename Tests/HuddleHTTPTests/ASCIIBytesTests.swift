@@ -61,4 +61,24 @@ final class ASCIIBytesTests: XCTestCase {
             XCTAssertEqual(bytes.withUnsafeBytes { HTTPHeaderKind(name: 0..<bytes.count, in: $0) }, kind, name)
         }
     }
+
+    /// The word-at-a-time scans must agree with the obvious byte loops at every offset and alignment.
+    func testWordScansAgreeWithByteLoops() {
+        var rng = SeededRandomForTesting(seed: 2024)
+        let alphabet: [UInt8] = [0x0A, 0x0D, 0x09, 0x00, 0x1F, 0x20, 0x7F, 0x80, 0xFF, 0x41, 0x61, 0x0B]
+        for _ in 0..<400 {
+            let count = Int.random(in: 0...40, using: &rng)
+            let bytes: [UInt8] = (0..<count).map { _ in
+                Bool.random(using: &rng) ? alphabet.randomElement(using: &rng)! : UInt8.random(in: 0x21...0x7E, using: &rng)
+            }
+            let from = Int.random(in: 0...count, using: &rng)
+            let expectedLF = bytes[from...].firstIndex(of: 0x0A) ?? count
+            let expectedInvalid = bytes[from...].firstIndex { !(($0 == 9) || ($0 >= 0x20 && $0 != 0x7F)) } ?? count
+            bytes.withUnsafeBytes { raw in
+                XCTAssertEqual(ASCIIBytes.firstLF(raw, from: from, to: count), expectedLF, "\(bytes) from \(from)")
+                XCTAssertEqual(ASCIIBytes.firstInvalidFieldValueByte(raw, from: from, to: count), expectedInvalid,
+                               "\(bytes) from \(from)")
+            }
+        }
+    }
 }
