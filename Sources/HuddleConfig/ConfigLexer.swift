@@ -65,7 +65,18 @@ struct ConfigLexer {
     }
 
     private static func endsToken(_ c: Character) -> Bool {
-        c.isWhitespace || c == ";" || c == "{" || c == "}"
+        isSpace(c) || c == ";" || c == "{" || c == "}"
+    }
+
+    /// ASCII first: `Character.isWhitespace` looks up Unicode properties and dominated lexing time.
+    private static func isSpace(_ c: Character) -> Bool {
+        if let a = c.asciiValue { return a == 0x20 || (0x09...0x0D).contains(a) }
+        return c.isWhitespace
+    }
+
+    private static func isNewline(_ c: Character) -> Bool {
+        if let a = c.asciiValue { return a == 0x0A || a == 0x0D }
+        return c.isNewline
     }
 
     private func peek() -> Character? {
@@ -75,7 +86,7 @@ struct ConfigLexer {
     private mutating func advance() {
         let c = chars[index]
         index += 1
-        if c.isNewline {
+        if Self.isNewline(c) {
             line += 1
             column = 1
         } else {
@@ -85,10 +96,10 @@ struct ConfigLexer {
 
     private mutating func skipSpaceAndComments() {
         while let c = peek() {
-            if c.isWhitespace {
+            if Self.isSpace(c) {
                 advance()
             } else if c == "#" {
-                while let n = peek(), !n.isNewline { advance() }
+                while let n = peek(), !Self.isNewline(n) { advance() }
             } else {
                 return
             }

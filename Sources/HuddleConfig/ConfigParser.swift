@@ -40,11 +40,9 @@ public enum ConfigParser {
             let (a, b) = (x.element.location, y.element.location)
             return (a.line, a.column, x.offset) < (b.line, b.column, y.offset)
         }.map(\.element)
-        var result: [ConfigError] = []
-        for e in ordered where !result.contains(where: { $0.location == e.location && $0.message == e.message }) {
-            result.append(e)
-        }
-        return result
+        struct Key: Hashable { var location: SourceLocation; var message: String }
+        var seen = Set<Key>()
+        return ordered.filter { seen.insert(Key(location: $0.location, message: $0.message)).inserted }
     }
 
     /// Config files are small; reading them with plain POSIX calls gives the real errno for the message.

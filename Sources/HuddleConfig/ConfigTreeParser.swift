@@ -35,7 +35,7 @@ struct ConfigTreeParser {
         errors.append(ConfigError(location: location(t), message: message))
     }
 
-    private mutating func error(t location: SourceLocation, _ message: String) {
+    private mutating func error(at location: SourceLocation, _ message: String) {
         errors.append(ConfigError(location: location, message: message))
     }
 
@@ -69,7 +69,7 @@ struct ConfigTreeParser {
                 case .terminated, .endOfInput: continue
                 case .closeBrace:
                     if opener != nil { return directives }
-                    error(t: d.terminator, "unexpected \"}\": there is no open block to close")
+                    error(at: d.terminator, "unexpected \"}\": there is no open block to close")
                 }
             }
         }
