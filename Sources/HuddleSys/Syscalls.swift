@@ -27,6 +27,26 @@ public enum Sys {
         try checkNonBlocking { Glibc.writev(fd, iov, count) }
     }
 
+    /// Gathers up to two regions into one send: a rebuilt head plus the body bytes behind it, in one syscall.
+    public static func writev(_ fd: Int32, _ a: UnsafeRawPointer?, _ aCount: Int, _ b: UnsafeRawPointer?, _ bCount: Int) throws(Errno) -> IOResult<Int> {
+        var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a), iov_len: aCount),
+                   iovec(iov_base: UnsafeMutableRawPointer(mutating: b), iov_len: bCount))
+        if aCount == 0 {
+            iov.0 = iov.1
+            iov.1 = iovec()
+        }
+        let count: Int32 = (aCount > 0 ? 1 : 0) + (bCount > 0 ? 1 : 0)
+        if count == 0 { return .done(0) }
+        return try withUnsafePointer(to: &iov) { (p) throws(Errno) -> IOResult<Int> in
+            try p.withMemoryRebound(to: iovec.self, capacity: 2) { (v) throws(Errno) -> IOResult<Int> in
+                var msg = msghdr()
+                msg.msg_iov = UnsafeMutablePointer(mutating: v)
+                msg.msg_iovlen = Int(count)
+                return try checkNonBlocking { Glibc.sendmsg(fd, &msg, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
     // MARK: sockets
 
     public static func socket(family: Int32) throws(Errno) -> Int32 {

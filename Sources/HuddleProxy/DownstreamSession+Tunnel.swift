@@ -1,0 +1,258 @@
+// After a 101: bytes relayed both ways with splice(2) through pooled pipes (copying where splice can't be used).
+// An idle tunnel holds no buffer and no pipe: both are borrowed only while bytes are in flight.
+import HuddleHTTP
+import HuddleIO
+import HuddleSys
+
+/// One direction of a tunnel.
+struct TunnelDirection {
+    var pipe: Pipe?
+    var inPipe = 0
+    /// Copy fallback when no pipe can be had.
+    var buffer: IOBuffer?
+    var sourceEOF = false
+    var shutdownSent = false
+    var bytes: Int64 = 0
+}
+
+struct TunnelState {
+    var clientToServer = TunnelDirection()
+    var serverToClient = TunnelDirection()
+}
+
+extension DownstreamSession {
+    /// Switches to tunnelling: the 101 head (in respOut) and any bytes that came with it still go out first.
+    func becomeTunnel() {
+        guard let s = server else { return }
+        s.inFlight.subtract(1, ordering: .relaxed)
+        s.requestsTotal.add(1, ordering: .relaxed)
+        writeAccessLog(status: 101)
+        releaseReqHeadForTunnel()
+        // An idle tunnel should cost little: drop the parsed heads' header arrays.
+        head = HTTPRequestHead()
+        respHead = HTTPResponseHead()
+        excludedUIDs = []
+        phase = .tunnel
+        tunnel = TunnelState()
+        worker.tunnelCount += 1
+        lastActivity = loop.now
+        armTimer()
+        // Bytes the client sent after its handshake are tunnel data: they stay in inBuf and go first.
+        tunnelStep()
+    }
+
+    private func releaseReqHeadForTunnel() {
+        if let b = reqHead { loop.buffers.release(b); reqHead = nil }
+    }
+
+    func tunnelStep() {
+        guard phase == .tunnel, var t = tunnel, let c = up else { return }
+        var ok = true
+        // Leftover user-space bytes first, in order: 101 head + early server bytes to the client, early client bytes to the server.
+        ok = flushTunnelLeftovers(c)
+        if ok {
+            ok = pumpDirection(&t.serverToClient, from: c.fd, to: fd, canRead: &c.canRead, canWrite: &canWrite, leftoversPending: hasServerLeftovers)
+        }
+        if ok {
+            ok = pumpDirection(&t.clientToServer, from: fd, to: c.fd, canRead: &canRead, canWrite: &c.canWrite, leftoversPending: hasClientLeftovers)
+        }
+        tunnel = t
+        if !ok {
+            closeTunnel()
+            return
+        }
+        let done = t.clientToServer.sourceEOF && t.serverToClient.sourceEOF && t.clientToServer.inPipe == 0 && t.serverToClient.inPipe == 0
+            && (t.clientToServer.buffer?.readableCount ?? 0) == 0 && (t.serverToClient.buffer?.readableCount ?? 0) == 0
+        if done {
+            closeTunnel()
+            return
+        }
+        armTimer()
+    }
+
+    private var hasServerLeftovers: Bool { (respOut?.readableCount ?? 0) > 0 || (upIn?.readableCount ?? 0) > 0 }
+    private var hasClientLeftovers: Bool { (inBuf?.readableCount ?? 0) > 0 }
+
+    /// Returns false on a fatal socket error.
+    private func flushTunnelLeftovers(_ c: UpstreamConnection) -> Bool {
+        while canWrite, let o = respOut, o.readableCount > 0 {
+            guard let n = tunnelWrite(fd, o.readPointer, o.readableCount, &canWrite) else { return false }
+            if n == 0 { break }
+            respOut!.readIndex += n
+        }
+        if let o = respOut, o.readableCount == 0 { loop.buffers.release(o); respOut = nil }
+        if respOut == nil {
+            while canWrite, let u = upIn, u.readableCount > 0 {
+                guard let n = tunnelWrite(fd, u.readPointer, u.readableCount, &canWrite) else { return false }
+                if n == 0 { break }
+                upIn!.readIndex += n
+                lastActivity = loop.now
+            }
+            if let u = upIn, u.readableCount == 0 { loop.buffers.release(u); upIn = nil }
+        }
+        while c.canWrite, let b = inBuf, b.readableCount > 0 {
+            guard let n = tunnelWrite(c.fd, b.readPointer, b.readableCount, &c.canWrite) else { return false }
+            if n == 0 { break }
+            inBuf!.readIndex += n
+            lastActivity = loop.now
+        }
+        if let b = inBuf, b.readableCount == 0 { loop.buffers.release(b); inBuf = nil }
+        return true
+    }
+
+    /// Writes; nil on a fatal error, 0 when the socket would block.
+    private func tunnelWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int, _ canWrite: inout Bool) -> Int? {
+        do {
+            switch try Sys.write(fd, p, n) {
+            case .wouldBlock:
+                canWrite = false
+                return 0
+            case .done(let w):
+                return w
+            }
+        } catch {
+            log.debug("tunnel \(peerText): write failed: \(error)")
+            return nil
+        }
+    }
+
+    /// Moves what it can from `src` to `dst`. Returns false on a fatal error.
+    private func pumpDirection(_ d: inout TunnelDirection, from src: Int32, to dst: Int32, canRead: inout Bool, canWrite: inout Bool, leftoversPending: Bool) -> Bool {
+        if leftoversPending { return true }
+        while true {
+            // Drain what is in flight first.
+            if d.inPipe > 0, let p = d.pipe {
+                guard canWrite else { return true }
+                do {
+                    switch try Sys.splice(from: p.readFD, to: dst, count: d.inPipe) {
+                    case .wouldBlock:
+                        canWrite = false
+                        return true
+                    case .done(let n):
+                        d.inPipe -= n
+                        d.bytes += Int64(n)
+                        lastActivity = loop.now
+                        continue
+                    }
+                } catch {
+                    log.debug("tunnel \(peerText): splice out failed: \(error)")
+                    return false
+                }
+            }
+            if let b = d.buffer, b.readableCount > 0 {
+                guard canWrite else { return true }
+                guard let n = tunnelWrite(dst, b.readPointer, b.readableCount, &canWrite) else { return false }
+                if n == 0 { return true }
+                d.buffer!.readIndex += n
+                d.bytes += Int64(n)
+                lastActivity = loop.now
+                continue
+            }
+            // Nothing in flight: give the pipe/buffer back so an idle tunnel holds neither.
+            if let p = d.pipe {
+                loop.pipes.release(p, isEmpty: true)
+                d.pipe = nil
+            }
+            if let b = d.buffer {
+                loop.buffers.release(b)
+                d.buffer = nil
+            }
+            if d.sourceEOF {
+                if !d.shutdownSent {
+                    d.shutdownSent = true
+                    Sys.shutdown(dst, .write)
+                }
+                return true
+            }
+            guard canRead else { return true }
+            if let p = loop.pipes.acquire() {
+                d.pipe = p
+                do {
+                    switch try Sys.splice(from: src, to: p.writeFD, count: 1 << 16, more: true) {
+                    case .wouldBlock:
+                        // The pipe is empty, so EAGAIN means the socket is: wait for the next edge.
+                        canRead = false
+                        loop.pipes.release(p, isEmpty: true)
+                        d.pipe = nil
+                        return true
+                    case .done(0):
+                        d.sourceEOF = true
+                        continue
+                    case .done(let n):
+                        d.inPipe = n
+                        lastActivity = loop.now
+                        continue
+                    }
+                } catch {
+                    if error.code == 22 /* EINVAL */ || error.code == 38 /* ENOSYS */ {
+                        // This socket type can't splice: copy from now on.
+                        loop.pipes.release(p, isEmpty: true)
+                        d.pipe = nil
+                        loop.pipes.markUnsupported()
+                        continue
+                    }
+                    log.debug("tunnel \(peerText): splice in failed: \(error)")
+                    loop.pipes.release(p, isEmpty: false)
+                    d.pipe = nil
+                    return false
+                }
+            }
+            // Copy fallback.
+            var b = loop.buffers.acquire()
+            do {
+                switch try Sys.read(src, b.writePointer, b.writableCount) {
+                case .wouldBlock:
+                    canRead = false
+                    loop.buffers.release(b)
+                    return true
+                case .done(0):
+                    loop.buffers.release(b)
+                    d.sourceEOF = true
+                    continue
+                case .done(let n):
+                    b.writeIndex += n
+                    d.buffer = b
+                    lastActivity = loop.now
+                    continue
+                }
+            } catch {
+                loop.buffers.release(b)
+                log.debug("tunnel \(peerText): read failed: \(error)")
+                return false
+            }
+        }
+    }
+
+    /// SIGTERM while tunnelling: close both sides (a WebSocket close frame 1001 is sent by the shutdown code where possible).
+    func tunnelShutdown() {
+        closeTunnel()
+    }
+
+    func closeTunnel() {
+        guard phase == .tunnel else { return }
+        if var t = tunnel {
+            for p in [t.clientToServer.pipe, t.serverToClient.pipe].compactMap({ $0 }) {
+                loop.pipes.release(p, isEmpty: false)
+            }
+            if let b = t.clientToServer.buffer { loop.buffers.release(b) }
+            if let b = t.serverToClient.buffer { loop.buffers.release(b) }
+            t.clientToServer = TunnelDirection()
+            t.serverToClient = TunnelDirection()
+            tunnel = nil
+        }
+        worker.tunnelCount -= 1
+        if let g = groupServer, let key = groupKey, let u = route?.upstream {
+            u.groups.leave(key: key, keyHash: groupKeyHash, server: g, nowMs: loop.now, lingerMs: u.config.groupLinger)
+            groupServer = nil
+        }
+        if let c = up {
+            up = nil
+            c.server.activeConnections.subtract(1, ordering: .relaxed)
+            c.close()
+        }
+        server = nil
+        loop.deregister(fd: fd, registration: registration)
+        Sys.close(fd)
+        finishClosed()
+    }
+}

@@ -1,0 +1,192 @@
+// The data plane's view of a config: an immutable snapshot (routes, upstreams, selectors) plus per-server shared counters.
+import HuddleBalancing
+import HuddleConfig
+import HuddleSys
+import Synchronization
+
+/// Server states as the admin API spells them.
+public enum ServerState: UInt8, Sendable {
+    case healthy = 0, unhealthy, ejected, draining, disabled
+    public var name: String {
+        switch self {
+        case .healthy: return "healthy"
+        case .unhealthy: return "unhealthy"
+        case .ejected: return "ejected"
+        case .draining: return "draining"
+        case .disabled: return "disabled"
+        }
+    }
+}
+
+/// One backend server, shared by every worker. Counters are relaxed atomics: each request touches them a few times.
+/// The object survives reloads that keep the server's identity, so counters and groups carry over.
+public final class ServerRuntime: Sendable {
+    public let uid: Int
+    public let identity: String
+    public let addressText: String
+    public let address: SocketAddress?
+    public let weight: Int
+    public let stateRaw: Atomic<UInt8>
+    public let inFlight = Atomic<Int>(0)
+    /// Open upstream connections in use (requests and tunnels): the load that bounded-load placement compares.
+    public let activeConnections = Atomic<Int>(0)
+    public let requestsTotal = Atomic<Int>(0)
+    public let failuresTotal = Atomic<Int>(0)
+    /// Exponentially weighted moving average of response latency, microseconds.
+    public let latencyEwmaMicros = Atomic<Int>(0)
+
+    init(uid: Int, config: ServerConfig, address: SocketAddress?) {
+        self.uid = uid
+        identity = config.identity
+        addressText = config.address.description
+        self.address = address
+        weight = config.weight
+        stateRaw = Atomic(config.down ? ServerState.disabled.rawValue : ServerState.healthy.rawValue)
+    }
+
+    public var state: ServerState { ServerState(rawValue: stateRaw.load(ordering: .relaxed)) ?? .healthy }
+    /// Whether new requests may go here.
+    @inline(__always) public var isAvailable: Bool { stateRaw.load(ordering: .relaxed) == ServerState.healthy.rawValue && address != nil }
+
+    func recordLatency(micros: Int) {
+        let old = latencyEwmaMicros.load(ordering: .relaxed)
+        let new = old == 0 ? micros : (old * 7 + micros) / 8
+        latencyEwmaMicros.store(new, ordering: .relaxed)
+    }
+}
+
+/// One upstream block: its servers and the selectors built once from them.
+public final class UpstreamRuntime: Sendable {
+    public let name: String
+    public let config: UpstreamConfig
+    public let servers: [ServerRuntime]
+    public let p2c: P2CSelector
+    public let hash: ConsistentHash
+    public let groups: GroupTable
+    let index: Int
+
+    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable) {
+        self.index = index
+        name = config.name
+        self.config = config
+        self.servers = servers
+        let weights = servers.map(\.weight)
+        p2c = P2CSelector(weights: weights)
+        hash = ConsistentHash(identities: servers.map(\.identity), weights: weights)
+        self.groups = groups
+    }
+
+    /// Where a group key maps now: its live group's server if any, else the hash owner among available servers.
+    public func lookup(key: [UInt8], nowMs: Int64) -> ServerRuntime? {
+        let h = StableHash.hash64(key)
+        if let g = groups.lookup(key: key, keyHash: h, nowMs: nowMs),
+           let s = servers.first(where: { $0.identity == g.server }) {
+            return s
+        }
+        guard let i = hash.owner(keyHash: h, isEligible: { servers[$0].isAvailable }) else { return nil }
+        return servers[i]
+    }
+
+    func server(identity: String) -> ServerRuntime? { servers.first { $0.identity == identity } }
+}
+
+/// A route resolved against the snapshot's upstreams.
+public struct RouteRuntime: Sendable {
+    public let prefix: [UInt8]
+    public let config: RouteConfig
+    public let upstream: UpstreamRuntime
+}
+
+public final class ServerBlockRuntime: Sendable {
+    public let config: ServerBlockConfig
+    /// Longest prefix first.
+    public let routes: [RouteRuntime]
+    public let listenAddresses: [SocketAddress]
+
+    init(config: ServerBlockConfig, routes: [RouteRuntime], listenAddresses: [SocketAddress]) {
+        self.config = config
+        self.routes = routes
+        self.listenAddresses = listenAddresses
+    }
+
+    /// Longest-prefix match over the request path bytes.
+    @inline(__always)
+    func route(path: UnsafeRawBufferPointer) -> RouteRuntime? {
+        for r in routes where r.prefix.count <= path.count {
+            var match = true
+            var i = 0
+            for b in r.prefix {
+                if path[i] != b { match = false; break }
+                i += 1
+            }
+            if match { return r }
+        }
+        return nil
+    }
+}
+
+/// The immutable snapshot every worker runs on. A request keeps the snapshot it started with.
+public final class RuntimeConfig: Sendable {
+    public let config: HuddleConfig
+    public let generation: Int
+    public let upstreams: [UpstreamRuntime]
+    public let serverBlocks: [ServerBlockRuntime]
+
+    init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime]) {
+        self.config = config
+        self.generation = generation
+        self.upstreams = upstreams
+        self.serverBlocks = serverBlocks
+    }
+
+    public func upstream(named name: String) -> UpstreamRuntime? { upstreams.first { $0.name == name } }
+
+    /// Builds a snapshot, reusing server objects (and their counters) and group tables from `previous` where identities match.
+    /// Resolves names (blocking): call off the data path.
+    public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: (String) -> Void) throws -> RuntimeConfig {
+        var nextUID = (previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1
+        var ups: [UpstreamRuntime] = []
+        for (i, u) in config.upstreams.enumerated() {
+            let old = previous?.upstream(named: u.name)
+            var servers: [ServerRuntime] = []
+            for s in u.servers {
+                if let o = old?.server(identity: s.identity), o.addressText == s.address.description, o.weight == s.weight {
+                    servers.append(o)
+                    continue
+                }
+                var addr: SocketAddress? = nil
+                do {
+                    addr = try SocketAddress.resolve(host: s.address.host, port: s.address.port).first
+                } catch {
+                    log("upstream \(u.name): cannot resolve server \(s.address) (\(s.location)): \(error); it stays out of rotation")
+                }
+                servers.append(ServerRuntime(uid: nextUID, config: s, address: addr))
+                nextUID += 1
+            }
+            ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable()))
+        }
+        var blocks: [ServerBlockRuntime] = []
+        for b in config.servers {
+            var routes: [RouteRuntime] = []
+            for r in b.routes {
+                guard let u = ups.first(where: { $0.name == r.upstream }) else {
+                    throw ConfigErrors([ConfigError(location: r.location, message: "route \"\(r.prefix)\" uses undefined upstream \"\(r.upstream)\"")])
+                }
+                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u))
+            }
+            routes.sort { $0.prefix.count > $1.prefix.count }
+            var addrs: [SocketAddress] = []
+            for l in b.listens {
+                let resolved: [SocketAddress]
+                do {
+                    resolved = try SocketAddress.resolve(host: l.address.host, port: l.address.port)
+                } catch {
+                    throw ConfigErrors([ConfigError(location: l.location, message: "cannot resolve listen address \(l.address): \(error)")])
+                }
+                addrs.append(resolved[0])
+            }
+            blocks.append(ServerBlockRuntime(config: b, routes: routes, listenAddresses: addrs))
+        }
+        return RuntimeConfig(config: config, generation: generation, upstreams: ups, serverBlocks: blocks)
+    }
+}

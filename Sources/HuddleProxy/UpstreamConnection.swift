@@ -1,0 +1,52 @@
+// A connection to a backend server: owned by a session while in use, by its worker's pool while idle.
+import HuddleIO
+import HuddleSys
+
+// SAFETY: on its worker's loop thread only.
+final class UpstreamConnection: TimerNode, EventHandler {
+    unowned let worker: Worker
+    let fd: Int32
+    let server: ServerRuntime
+    var registration = Registration.none
+    /// Edge-triggered readiness as last reported (cleared on EAGAIN).
+    var canRead = false
+    var canWrite = false
+    var connected = false
+    /// Has carried a complete exchange before: a failure on it may be a stale keep-alive race.
+    var reused = false
+    /// The session using it; nil while pooled.
+    unowned(unsafe) var session: DownstreamSession?
+    var closed = false
+
+    init(worker: Worker, fd: Int32, server: ServerRuntime) {
+        self.worker = worker
+        self.fd = fd
+        self.server = server
+        super.init()
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { canRead = true }
+        if events & (Events.writable | Events.error | Events.hangup) != 0 { canWrite = true }
+        if let s = session {
+            s.upstreamEvent(self)
+        } else {
+            // Idle in the pool: the server closed it or sent something unsolicited. Either way it is done.
+            worker.discardPooled(self)
+        }
+    }
+
+    /// Pool idle timeout.
+    override func timerFired(now: Int64) {
+        if session == nil { worker.discardPooled(self) }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        worker.loop.timers.cancel(self)
+        worker.loop.deregister(fd: fd, registration: registration)
+        Sys.close(fd)
+        worker.upstreamConnectionCount -= 1
+    }
+}
