@@ -68,6 +68,7 @@ done
 
 col() { awk -F'\t' -v p="$1" -v c="$2" '$2 == p {print $c}' "$RESULTS" | median; }
 {
+    bench_info
     echo "HTTP: wrk -t1 -c$CONNS -d${DURATION}s, GET $REQUEST_PATH, $BACKENDS backends, median of $ROUNDS rounds"
     echo "proxy on CPU $PROXY_CPU (1 worker), wrk and backends on CPU $LOAD_CPU; ratios are proxy / HAProxy"
     printf '%-8s %10s %8s %8s %11s %7s | %9s %9s %9s %10s\n' proxy req/s p50_ms p99_ms cpu_us/req errors 'x req/s' 'x p50' 'x p99' 'x cpu/req'

@@ -274,3 +274,11 @@ bench_build_wsbench() {
     gcc -O2 -o "$OUT/wsbench" "$HERE/wsbench.c" || die "compiling wsbench.c failed"
     WSBENCH=$OUT/wsbench
 }
+
+# One line for the results header: machine, kernel, versions, the commit being measured.
+bench_info() {
+    local cpu commit
+    cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    echo "$cpu, $(nproc) CPUs, Linux $(uname -r); huddle $commit, $("$HAPROXY_BIN" -v 2>/dev/null | awk 'NR==1 {print $1, $3}'), $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $(date -u +%Y-%m-%dT%H:%MZ)"
+}

@@ -118,6 +118,7 @@ if [[ " $PARTS " == *" idle "* ]]; then
 fi
 
 {
+    bench_info
     if [[ " $PARTS " == *" echo "* ]]; then
         echo "WebSocket echo: $WS_CONNS connections, $WS_SIZE-byte messages, closed loop, ${DURATION}s, median of $ROUNDS rounds"
         echo "proxy on CPU $PROXY_CPU (1 worker), wsbench and $BACKENDS backends on CPU $LOAD_CPU; ratios are proxy / HAProxy"
