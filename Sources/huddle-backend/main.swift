@@ -12,8 +12,14 @@ Every response carries X-Backend: NAME and X-Backend-Connection: <connection ser
 
 """
 
+/// Straight to the descriptor: stdio's buffering would hold "listening on" back when stdout is a pipe.
+func emit(_ text: String, to fd: Int32) {
+    var text = text
+    text.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
+}
+
 func fail(_ message: String) -> Never {
-    fputs("huddle-backend: \(message)\n\(usage)", stderr)
+    emit("huddle-backend: \(message)\n\(usage)", to: 2)
     exit(2)
 }
 
@@ -40,7 +46,7 @@ var args = CommandLine.arguments.dropFirst()
 while let arg = args.popFirst() {
     switch arg {
     case "-h", "--help":
-        print(usage, terminator: "")
+        emit(usage, to: 1)
         exit(0)
     case "--listen", "-l":
         guard let v = args.popFirst() else { fail("--listen needs HOST:PORT") }
@@ -67,11 +73,10 @@ let backend: DemoBackend
 do {
     backend = try DemoBackend.start(DemoBackendOptions(name: name, listen: addresses, workers: workers))
 } catch {
-    fputs("huddle-backend: cannot start: \(error)\n", stderr)
+    emit("huddle-backend: cannot start: \(error)\n", to: 2)
     exit(1)
 }
-for a in backend.boundAddresses { print("listening on \(a)") }
-fflush(stdout)
+for a in backend.boundAddresses { emit("listening on \(a)\n", to: 1) }
 
 do {
     let sfd = try Sys.signalfd(stopSignals)
@@ -79,6 +84,6 @@ do {
     // Blocking here is fine: this thread has nothing else to do.
     while Sys.readSignal(sfd) == nil { _ = poll(&pfd, 1, -1) }
 } catch {
-    fputs("huddle-backend: signalfd failed: \(error)\n", stderr)
+    emit("huddle-backend: signalfd failed: \(error)\n", to: 2)
 }
 backend.stop()
