@@ -41,7 +41,12 @@ extension ConfigBuilder {
     }
 
     private mutating func logTarget(_ a: ConfigArgument, of directive: String, allowOff: Bool) -> LogTarget? {
-        if a.quoted { return a.text.isEmpty ? nil : .file(a.text) }
+        if a.text.isEmpty {
+            error(a.location, "expected stderr, stdout\(allowOff ? ", off" : "") or a file path for \(ConfigText.quoted(directive)), found \"\"")
+            return nil
+        }
+        // Quoted, the words are file names: "off" in quotes logs to a file called off, as in nginx.
+        if a.quoted { return .file(a.text) }
         switch a.text {
         case "stderr": return .stderr
         case "stdout": return .stdout

@@ -103,11 +103,11 @@ struct ConfigBuilder {
         var ok = true
         var excess: [ConfigArgument] = []
         for arg in d.arguments {
-            let isNamed = arg.optionKey != nil || (!arg.quoted && spec.flags.contains(arg.text))
+            // A known option or flag is never taken as a positional argument, so "access_log format=json;"
+            // is reported as missing its target instead of logging to a file named "format=json".
+            let isKnownNamed = arg.optionKey.map { spec.options.contains(String($0)) } ?? (!arg.quoted && spec.flags.contains(arg.text))
             let stillPositional = parsed.options.isEmpty && parsed.flags.isEmpty
-                && parsed.positional.count < spec.arguments.upperBound
-                // Past the required count, a name-like word is read as an option, not an argument.
-                && !(parsed.positional.count >= spec.arguments.lowerBound && isNamed && spec.takesNamedArguments)
+                && parsed.positional.count < spec.arguments.upperBound && !isKnownNamed
             if stillPositional {
                 parsed.positional.append(arg)
             } else if !spec.takesNamedArguments {

@@ -15,7 +15,10 @@ struct ConfigLexer {
     var hitUnterminatedString: Bool { unterminatedString != nil }
 
     init(text: String, file: String) {
-        self.chars = Array(text)
+        var chars = Array(text)
+        // Some editors start files with a byte order mark; it is not part of the first directive's name.
+        if chars.first == "\u{FEFF}" { chars.removeFirst() }
+        self.chars = chars
         self.file = file
     }
 

@@ -31,6 +31,12 @@ final class ConfigErrorTests: XCTestCase {
         assertSingleError("server x { }", at: (1, 8), contains: "\"server\" takes no arguments, found 1")
     }
 
+    func testKnownOptionIsNeverTakenForTheMissingArgument() {
+        assertSingleError("access_log format=json;", at: (1, 1), contains: "\"access_log\" takes 1 argument, found 0")
+        assertSingleError("server {\n  listen tls;\n}", at: (2, 3), contains: "\"listen\" takes 1 argument, found 0")
+        assertSingleError("access_log \"\";", at: (1, 12), contains: "expected stderr, stdout, off or a file path for \"access_log\", found \"\"")
+    }
+
     func testForgottenSemicolonBeforeTheNextLineIsHinted() {
         assertSingleError("workers 4\nshutdown_timeout 3s;", at: (2, 1),
                           contains: "\"workers\" takes 1 argument, found 3; is a \";\" missing at the end of line 1?")

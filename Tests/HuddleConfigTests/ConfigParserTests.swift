@@ -239,6 +239,19 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(c.servers[0].routes[0].location, SourceLocation(file: testFile, line: 3, column: 2))
     }
 
+    func testUnknownKeyValueWordsCanBePositional() throws {
+        // Only known option keys are options: a path with "=" in it is still the path.
+        let c = try XCTUnwrap(parseForTesting("upstream web { server 127.0.0.1:1; health_check /hc?probe=1 rise=3; }"))
+        XCTAssertEqual(c.upstreams[0].healthCheck?.path, "/hc?probe=1")
+        XCTAssertEqual(c.upstreams[0].healthCheck?.rise, 3)
+    }
+
+    func testByteOrderMarkAndQuotedDirectiveNames() throws {
+        let c = try XCTUnwrap(parseForTesting("\u{FEFF}workers 2;\n\"shutdown_timeout\" \"5s\";"))
+        XCTAssertEqual(c.workers, 2)
+        XCTAssertEqual(c.shutdownTimeout, 5000)
+    }
+
     func testColumnsCountCharactersNotBytes() {
         // "é" is two bytes in UTF-8 but one column.
         let errors = errorsForTesting("# é\nworkers \"é\"; workers 2x;")
