@@ -7,25 +7,43 @@
 /// Servers are the indices of the `weights` array given at build time. A weight of 0 is never drawn.
 public struct P2CSelector: Sendable {
     @usableFromInline let weights: [Int]
-    /// `cumulative[i]` is the sum of weights 0...i; a draw is a binary search in it.
-    @usableFromInline let cumulative: [Int]
     @usableFromInline let totalWeight: Int
+    /// Walker's alias table, exact in integers: column `c` (uniform) keeps `c` when a uniform ticket in
+    /// `0..<totalWeight` is below `threshold[c]`, and otherwise yields `alias[c]`. O(1) per draw at any size.
+    @usableFromInline let threshold: [Int]
+    @usableFromInline let alias: [Int]
     /// All weights equal and positive: a draw is then one uniform index, no search.
     @usableFromInline let isUniform: Bool
 
     public init(weights: [Int]) {
         precondition(weights.allSatisfy { $0 >= 0 }, "weights must not be negative")
         self.weights = weights
-        var running = 0
-        var cumulative: [Int] = []
-        cumulative.reserveCapacity(weights.count)
-        for w in weights {
-            running += w
-            cumulative.append(running)
-        }
-        self.cumulative = cumulative
-        self.totalWeight = running
+        let total = weights.reduce(0, +)
+        self.totalWeight = total
         self.isUniform = !weights.isEmpty && weights.allSatisfy { $0 == weights[0] && $0 > 0 }
+        (self.threshold, self.alias) = P2CSelector.aliasTable(weights, total: total)
+    }
+
+    /// Vose's construction with every probability scaled by `n × total`, so column `c` holds `threshold[c]` tickets
+    /// of its own server out of `total`, and the rest go to `alias[c]`: server i gets exactly `w_i / total` overall.
+    static func aliasTable(_ weights: [Int], total: Int) -> (threshold: [Int], alias: [Int]) {
+        let n = weights.count
+        guard total > 0 else { return ([Int](repeating: 0, count: n), Array(0..<n)) }
+        var scaled = weights.map { $0 * n } // each column holds `total` tickets
+        var threshold = [Int](repeating: total, count: n)
+        var alias = Array(0..<n)
+        var small = scaled.indices.filter { scaled[$0] < total }
+        var large = scaled.indices.filter { scaled[$0] >= total }
+        while let s = small.popLast(), let l = large.last {
+            threshold[s] = scaled[s]
+            alias[s] = l
+            scaled[l] -= total - scaled[s]
+            if scaled[l] < total {
+                large.removeLast()
+                small.append(l)
+            }
+        }
+        return (threshold, alias)
     }
 
     public var count: Int { weights.count }
@@ -79,16 +97,9 @@ public struct P2CSelector: Sendable {
         if isUniform {
             return Int.random(in: 0..<weights.count, using: &rng)
         }
+        let column = Int.random(in: 0..<weights.count, using: &rng)
         let ticket = Int.random(in: 0..<totalWeight, using: &rng)
-        // First index whose running total exceeds the ticket; weight-0 servers share their predecessor's total and so
-        // can never be that index.
-        var low = 0
-        var high = cumulative.count - 1
-        while low < high {
-            let mid = (low + high) / 2
-            if cumulative[mid] > ticket { high = mid } else { low = mid + 1 }
-        }
-        return low
+        return ticket < threshold[column] ? column : alias[column]
     }
 
     /// The slow path: the eligible set is enumerated once. `first`, if already drawn by rejection, is kept (it was

@@ -1,6 +1,6 @@
 // Power of two choices: eligibility and weight-0 are absolute, the load rule is exact, and loads stay even.
 
-import HuddleBalancing
+@testable import HuddleBalancing
 import XCTest
 
 final class P2CSelectorTests: XCTestCase {
@@ -20,6 +20,25 @@ final class P2CSelectorTests: XCTestCase {
             } else {
                 XCTAssertFalse(expectedSome, "round \(round): nil while an eligible server exists")
             }
+        }
+    }
+
+    /// The alias table is exact: summed over all columns, server i owns exactly `n × w_i` of the `n × total` tickets.
+    func testAliasTableGivesEveryServerExactlyItsWeight() {
+        var rng = FastRandom(seed: 9)
+        var cases: [[Int]] = [[1], [1, 3], [5, 1, 1], [0, 4, 0, 1], [7, 7, 7], [1, 1000, 2]]
+        for _ in 0..<50 { cases.append((0..<Int.random(in: 1...40, using: &rng)).map { _ in Int.random(in: 0...9, using: &rng) }) }
+        for weights in cases {
+            let total = weights.reduce(0, +)
+            guard total > 0 else { continue }
+            let (threshold, alias) = P2CSelector.aliasTable(weights, total: total)
+            var tickets = [Int](repeating: 0, count: weights.count)
+            for c in weights.indices {
+                XCTAssertTrue((0...total).contains(threshold[c]))
+                tickets[c] += threshold[c]
+                tickets[alias[c]] += total - threshold[c]
+            }
+            XCTAssertEqual(tickets, weights.map { $0 * weights.count }, "weights \(weights)")
         }
     }
 
