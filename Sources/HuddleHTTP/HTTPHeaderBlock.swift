@@ -47,7 +47,9 @@ struct HTTPHeaderBlock: Sendable {
     }
 
     /// One field line, `start..<end` without its CRLF (the caller has checked the line ending).
-    mutating func addLine(_ bytes: UnsafeRawBufferPointer, start: Int, end: Int, isRequest: Bool) -> HTTPParseError? {
+    mutating func addLine(_ bytes: UnsafeRawBufferPointer, start: Int, end: Int, isRequest: Bool,
+                          maxCount: Int) -> HTTPParseError? {
+        if fields.count >= maxCount { return fail(.tooManyHeaders, start, isRequest) }
         // RFC 9112 5.2: obs-fold must be rejected (or rewritten) by a proxy; rejecting cannot be misread.
         if ASCIIBytes.isOWS(bytes[start]) { return fail(.obsFold, start, isRequest) }
         var i = start
@@ -189,16 +191,26 @@ struct HTTPHeaderBlock: Sendable {
     }
 
     /// Marks the headers a Connection header names as hop-by-hop; runs only when one names something unusual.
+    /// Host and Content-Length are never dropped this way: "Connection: content-length" would otherwise make
+    /// the proxy forward a body without its framing. Only the first `maxConnectionOptions` names count, so a
+    /// hostile head cannot make this quadratic.
     mutating func markConnectionOptions(_ bytes: UnsafeRawBufferPointer) {
         guard connectionNamesOthers else { return }
+        var budget = Self.maxConnectionOptions
         for c in fields.indices where fields[c].kind == .connection {
             ASCIIBytes.forEachToken(in: fields[c].value, of: bytes) { option in
+                guard budget > 0 else { return }
+                budget &-= 1
                 for f in fields.indices where !fields[f].isHopByHop {
+                    let kind = fields[f].kind
+                    if kind == .host || kind == .contentLength { continue }
                     if ASCIIBytes.equalsCaseInsensitive(bytes, fields[f].name, option) { fields[f].isHopByHop = true }
                 }
             }
         }
     }
+
+    static let maxConnectionOptions = 64
 
     /// Request framing checks, run when the empty line arrives (TE may follow CL, or be split over lines).
     func checkRequestFraming(versionMinor: Int, end: Int) -> HTTPParseError? {

@@ -28,7 +28,7 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
 
     public enum Reason: UInt8, Sendable, CustomStringConvertible {
         case badMethod, badRequestLine, badTarget, targetHasSpace, controlCharInTarget, asteriskWithoutOptions,
-             connectWithoutAuthority, badVersion, unsupportedVersion, requestLineTooLong, headTooLarge,
+             connectWithoutAuthority, badVersion, unsupportedVersion, requestLineTooLong, headTooLarge, tooManyHeaders,
              badHeaderName, whitespaceBeforeColon, missingColon, obsFold, bareCR, bareLF, controlCharInValue,
              badContentLength, contentLengthOverflow, duplicateContentLength, conflictingContentLength,
              contentLengthWithTransferEncoding, transferEncodingInHTTP10, unsupportedTransferCoding,
@@ -41,7 +41,7 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
         public var requestStatus: Int {
             switch self {
             case .requestLineTooLong: return 414
-            case .headTooLarge: return 431
+            case .headTooLarge, .tooManyHeaders: return 431
             case .unsupportedTransferCoding, .chunkedNotFinal: return 501
             case .unsupportedVersion: return 505
             default: return 400
@@ -54,13 +54,14 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
             case .badRequestLine: return "malformed request line"
             case .badTarget: return "malformed request-target"
             case .targetHasSpace: return "request-target contains a space"
-            case .controlCharInTarget: return "control character in the request-target"
+            case .controlCharInTarget: return "control character or fragment in the request-target"
             case .asteriskWithoutOptions: return "asterisk-form target with a method other than OPTIONS"
             case .connectWithoutAuthority: return "CONNECT target is not host:port, or host:port without CONNECT"
             case .badVersion: return "malformed HTTP version"
             case .unsupportedVersion: return "HTTP version not supported"
             case .requestLineTooLong: return "request line too long"
             case .headTooLarge: return "header section too large"
+            case .tooManyHeaders: return "too many header fields"
             case .badHeaderName: return "header name is not a token"
             case .whitespaceBeforeColon: return "whitespace between header name and colon"
             case .missingColon: return "header line without a colon"

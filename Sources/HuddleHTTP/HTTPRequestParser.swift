@@ -6,6 +6,8 @@
 public struct HTTPRequestParser: Sendable {
     public let maxHeaderSize: Int
     public let maxRequestLineLength: Int
+    /// More header lines than this is 431 too: a cheap bound on per-request work whatever their size.
+    public let maxHeaderCount: Int
 
     private enum Phase: UInt8, Sendable { case requestLine, headers, complete, failed }
 
@@ -18,9 +20,10 @@ public struct HTTPRequestParser: Sendable {
     private var pending = HTTPRequestHead()
     private var block = HTTPHeaderBlock()
 
-    public init(maxHeaderSize: Int = 16384, maxRequestLineLength: Int = 8192) {
+    public init(maxHeaderSize: Int = 16384, maxRequestLineLength: Int = 8192, maxHeaderCount: Int = 256) {
         self.maxHeaderSize = maxHeaderSize
         self.maxRequestLineLength = maxRequestLineLength
+        self.maxHeaderCount = maxHeaderCount
     }
 
     /// Prepares for the next message; keeps the header array's capacity.
@@ -69,7 +72,7 @@ public struct HTTPRequestParser: Sendable {
                 }
             } else if end == lineStart {
                 return finish(bytes, headLength: lf &+ 1, into: &head)
-            } else if let error = block.addLine(bytes, start: lineStart, end: end, isRequest: true) {
+            } else if let error = block.addLine(bytes, start: lineStart, end: end, isRequest: true, maxCount: maxHeaderCount) {
                 return failWith(error)
             }
             pos = lf &+ 1
@@ -126,7 +129,10 @@ public struct HTTPRequestParser: Sendable {
         while j < end {
             let b = bytes[j]
             if b == 0x20 { break }
-            if b < 0x20 || b == 0x7F { return .request(b == 0x0D ? .bareCR : .controlCharInTarget, at: j) }
+            // A fragment is never sent (RFC 9112 3.2); a '#' would let two hops disagree on the path.
+            if b < 0x20 || b == 0x7F || b == 0x23 {
+                return .request(b == 0x0D ? .bareCR : .controlCharInTarget, at: j)
+            }
             if b == 0x3F && queryStart < 0 { queryStart = j }
             j &+= 1
         }

@@ -4,6 +4,7 @@
 /// Every error carries status 502: it is what the proxy answers its client when a server misbehaves.
 public struct HTTPResponseParser: Sendable {
     public let maxHeaderSize: Int
+    public let maxHeaderCount: Int
 
     private enum Phase: UInt8, Sendable { case statusLine, headers, complete, failed }
 
@@ -14,8 +15,9 @@ public struct HTTPResponseParser: Sendable {
     private var pending = HTTPResponseHead()
     private var block = HTTPHeaderBlock()
 
-    public init(maxHeaderSize: Int = 65536) {
+    public init(maxHeaderSize: Int = 65536, maxHeaderCount: Int = 512) {
         self.maxHeaderSize = maxHeaderSize
+        self.maxHeaderCount = maxHeaderCount
     }
 
     public mutating func reset() {
@@ -50,7 +52,7 @@ public struct HTTPResponseParser: Sendable {
                 phase = .headers
             } else if end == lineStart {
                 return finish(bytes, headLength: lf &+ 1, into: &head)
-            } else if let error = block.addLine(bytes, start: lineStart, end: end, isRequest: false) {
+            } else if let error = block.addLine(bytes, start: lineStart, end: end, isRequest: false, maxCount: maxHeaderCount) {
                 return failWith(error)
             }
             pos = lf &+ 1

@@ -50,6 +50,8 @@ final class HTTPRequestParserTests: XCTestCase {
                  path: "/chat", upgrade: "websocket", connectionHasUpgrade: true, hopByHop: ["Upgrade", "Connection"]),
         Accepted(raw: "GET / HTTP/1.1\r\nHost: a\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nConnection: x-secret\r\nTE: trailers\r\n\r\n",
                  hopByHop: ["X-Secret", "Keep-Alive", "Connection", "TE"]),
+        Accepted(raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: host, content-length, x\r\nX: 1\r\n\r\n",
+                 method: .post, framing: .contentLength(2), hopByHop: ["Connection", "X"]),
         Accepted(raw: "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Spaces:   \t\r\nX-Obs: caf\u{E9}\r\n\r\n"),
         Accepted(raw: "PATCH / HTTP/1.1\r\nHost: a\r\n\r\n", method: .patch),
         Accepted(raw: "BREW / HTTP/1.1\r\nHost: a\r\n\r\n", method: .other),
@@ -122,6 +124,7 @@ final class HTTPRequestParserTests: XCTestCase {
         Rejected(raw: "GET /\u{01} HTTP/1.1\r\nHost: a\r\n\r\n", status: 400, reason: .controlCharInTarget, offset: 5),
         Rejected(raw: "GET /\u{7F} HTTP/1.1\r\nHost: a\r\n\r\n", status: 400, reason: .controlCharInTarget, offset: 5),
         Rejected(raw: "GET /\t HTTP/1.1\r\nHost: a\r\n\r\n", status: 400, reason: .controlCharInTarget, offset: 5),
+        Rejected(raw: "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", status: 400, reason: .controlCharInTarget, offset: 6),
         Rejected(raw: "GET / HTTP/2.0\r\nHost: a\r\n\r\n", status: 505, reason: .unsupportedVersion, offset: 6),
         Rejected(raw: "GET / HTTP/1.2\r\nHost: a\r\n\r\n", status: 505, reason: .unsupportedVersion),
         Rejected(raw: "GET / HTTP/0.9\r\nHost: a\r\n\r\n", status: 505, reason: .unsupportedVersion),
@@ -272,6 +275,17 @@ final class HTTPRequestParserTests: XCTestCase {
                            .error(HTTPParseError(status: 414, reason: .requestLineTooLong, offset: 20)), "\(mode)")
             XCTAssertEqual(parseRequestForTesting(bigHead, mode: mode, parser: parser).0,
                            .error(HTTPParseError(status: 431, reason: .headTooLarge, offset: 64)), "\(mode)")
+        }
+    }
+
+    func testHeaderCountLimitIs431() {
+        let parser = HTTPRequestParser(maxHeaderCount: 3)
+        let three = [UInt8](ascii: "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n")
+        let four = [UInt8](ascii: "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+        for mode in FeedModeForTesting.allCases {
+            XCTAssertEqual(parseRequestForTesting(three, mode: mode, parser: parser).0, .complete)
+            XCTAssertEqual(parseRequestForTesting(four, mode: mode, parser: parser).0,
+                           .error(HTTPParseError(status: 431, reason: .tooManyHeaders, offset: 37)), "\(mode)")
         }
     }
 

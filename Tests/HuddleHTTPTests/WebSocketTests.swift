@@ -58,6 +58,8 @@ final class WebSocketTests: XCTestCase {
             (good.replacingOccurrences(of: "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", with: ""), false),
             (good.replacingOccurrences(of: "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", with: "Sec-WebSocket-Key:"), false),
             (good.replacingOccurrences(of: "Version: 13", with: "Version: 8"), false),
+            (good.replacingOccurrences(of: "dGhlIHNhbXBsZSBub25jZQ==", with: "dGhlIHNhbXBsZQ=="), false),
+            (good.replacingOccurrences(of: "dGhlIHNhbXBsZSBub25jZQ==", with: "dGhlIHNhbXBsZSBub25jZQ!!"), false),
         ]
         for (raw, expected) in cases {
             let bytes = [UInt8](ascii: raw)
