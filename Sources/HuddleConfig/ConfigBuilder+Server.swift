@@ -50,7 +50,7 @@ extension ConfigBuilder {
             }
         }
 
-        if block.listens.isEmpty, !inputTruncated, !mentions(d.block, "listen", in: .server) {
+        if block.listens.isEmpty, d.block != nil, !inputTruncated, !mentions(d.block, "listen", in: .server) {
             error(d.location, "server block has no listen: add one such as \"listen 0.0.0.0:8080;\"")
         }
         for listen in block.listens where listen.tls {

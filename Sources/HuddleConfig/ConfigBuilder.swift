@@ -1,15 +1,5 @@
 // Gives the directive tree its meaning: checks each directive's shape and values and fills in `HuddleConfig`.
 
-/// A directive's arguments sorted into positional ones, `key=value` options and flags.
-struct ParsedArguments {
-    var positional: [ConfigArgument] = []
-    /// Option values, located at the value (after the `=`).
-    var options: [String: ConfigArgument] = [:]
-    var flags: [String: SourceLocation] = [:]
-
-    subscript(_ i: Int) -> ConfigArgument { positional[i] }
-}
-
 struct ConfigBuilder {
     let file: String
     var config: HuddleConfig

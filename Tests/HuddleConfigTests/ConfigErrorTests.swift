@@ -78,6 +78,7 @@ final class ConfigErrorTests: XCTestCase {
     func testBlockWhereNoneIsTakenAndMissingBlock() {
         assertSingleError("workers 2 { }", at: (1, 11), contains: "\"workers\" takes no block: expected \";\"")
         assertSingleError("upstream web;", at: (1, 13), contains: "\"upstream\" needs a block: expected \"{\", found \";\"")
+        assertSingleError("server;", at: (1, 7), contains: "\"server\" needs a block")
     }
 
     func testDeepNestingIsRefusedNotCrashed() {
