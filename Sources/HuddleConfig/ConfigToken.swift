@@ -18,14 +18,4 @@ struct ConfigToken: Sendable {
     var line: Int
     var column: Int
 
-    /// How the token reads in an error message.
-    var described: String {
-        switch kind {
-        case .word, .string: return ConfigText.quoted(text)
-        case .semicolon: return "\";\""
-        case .openBrace: return "\"{\""
-        case .closeBrace: return "\"}\""
-        case .end: return "end of file"
-        }
-    }
 }
