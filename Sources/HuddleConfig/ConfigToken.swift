@@ -17,5 +17,4 @@ struct ConfigToken: Sendable {
     var text: String
     var line: Int
     var column: Int
-
 }
