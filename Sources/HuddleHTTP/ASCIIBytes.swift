@@ -9,9 +9,9 @@ public enum ASCIIBytes {
     /// RFC 9110 tchar.
     @inlinable @inline(__always)
     public static func isTokenByte(_ b: UInt8) -> Bool {
-        if b < 64 { return (tokenMaskLow >> UInt64(b)) & 1 == 1 }
-        if b < 128 { return (tokenMaskHigh >> UInt64(b &- 64)) & 1 == 1 }
-        return false
+        // Selects the mask without a branch; bytes from 128 up shift the bit out of both masks' reach.
+        let mask = b & 64 == 0 ? tokenMaskLow : tokenMaskHigh
+        return b < 128 && (mask >> UInt64(b & 63)) & 1 == 1
     }
 
     /// Allowed inside a field value: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5); everything else is a control byte.
