@@ -21,7 +21,9 @@ public struct SHA1: Sendable {
         let bitLength = totalBytes &* 8
         update(CollectionOfOne(0x80))
         while blockCount != 56 { update(CollectionOfOne(0)) }
-        for shift in stride(from: 56, through: 0, by: -8) { update(CollectionOfOne(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            update(CollectionOfOne(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))))
+        }
         var out: [UInt8] = []
         out.reserveCapacity(20)
         for word in [h.0, h.1, h.2, h.3, h.4] {
@@ -42,7 +44,8 @@ public struct SHA1: Sendable {
     private mutating func compress() {
         var w = [UInt32](repeating: 0, count: 80)
         for t in 0..<16 {
-            w[t] = UInt32(block[t * 4]) << 24 | UInt32(block[t * 4 + 1]) << 16 | UInt32(block[t * 4 + 2]) << 8 | UInt32(block[t * 4 + 3])
+            w[t] = UInt32(block[t * 4]) << 24 | UInt32(block[t * 4 + 1]) << 16
+                | UInt32(block[t * 4 + 2]) << 8 | UInt32(block[t * 4 + 3])
         }
         for t in 16..<80 {
             let x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]

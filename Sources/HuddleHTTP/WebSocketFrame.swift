@@ -39,10 +39,13 @@ public struct WebSocketFrame: Equatable, Sendable {
             out.append(UInt8(length & 0xFF))
         } else {
             out.append(maskBit | 127)
-            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: UInt64(length) >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) {
+                out.append(UInt8(truncatingIfNeeded: UInt64(length) >> UInt64(shift)))
+            }
         }
         if let maskKey {
-            let key: [UInt8] = [UInt8(maskKey >> 24), UInt8(maskKey >> 16 & 0xFF), UInt8(maskKey >> 8 & 0xFF), UInt8(maskKey & 0xFF)]
+            let key: [UInt8] = [UInt8(maskKey >> 24), UInt8(maskKey >> 16 & 0xFF),
+                                UInt8(maskKey >> 8 & 0xFF), UInt8(maskKey & 0xFF)]
             out.append(contentsOf: key)
             var i = 0
             for b in payload {
