@@ -151,6 +151,9 @@ public final class ConsistentHash: Sendable {
         return -ConsistentHash.naturalLog(u) * inverseWeights[i]
     }
 
+    /// `naturalLog`, for tests comparing it with libm (`@testable` would not build in release test runs).
+    public static func naturalLogForTesting(_ x: Double) -> Double { naturalLog(x) }
+
     /// ln(x) for x in (0, 1] using only +, -, × and one ÷ (correctly rounded in IEEE 754 everywhere), so ranks never
     /// depend on the platform's libm. x = m × 2^e with m in [√½, √2); ln m = 2·atanh(s) with s = (m-1)/(m+1),
     /// |s| < 0.1716, and the atanh series to s^21 leaves a relative error under 3·10^-17, finer than the 2^-53 steps of

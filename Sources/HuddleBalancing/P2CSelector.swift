@@ -24,6 +24,11 @@ public struct P2CSelector: Sendable {
         (self.threshold, self.alias) = P2CSelector.aliasTable(weights, total: total)
     }
 
+    /// The alias table for `weights`, for tests checking its exactness.
+    public static func aliasTableForTesting(_ weights: [Int]) -> (threshold: [Int], alias: [Int]) {
+        aliasTable(weights, total: weights.reduce(0, +))
+    }
+
     /// Vose's construction with every probability scaled by `n × total`, so column `c` holds `threshold[c]` tickets
     /// of its own server out of `total`, and the rest go to `alias[c]`: server i gets exactly `w_i / total` overall.
     static func aliasTable(_ weights: [Int], total: Int) -> (threshold: [Int], alias: [Int]) {

@@ -4,7 +4,7 @@ import HuddleBalancing
 import XCTest
 
 /// Distribution and disruption figures are deterministic and asserted; lookup timings are printed only when
-/// `HUDDLE_BENCH=1` (run with `swift test -c release -Xswiftc -enable-testing --filter HashingComparisonTests`).
+/// `HUDDLE_BENCH=1` (run with `swift test -c release --filter HashingComparisonTests`).
 final class HashingComparisonTests: XCTestCase {
     typealias Lookup = (UInt64) -> Int
 

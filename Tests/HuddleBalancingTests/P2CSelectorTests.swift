@@ -1,6 +1,6 @@
 // Power of two choices: eligibility and weight-0 are absolute, the load rule is exact, and loads stay even.
 
-@testable import HuddleBalancing
+import HuddleBalancing
 import XCTest
 
 final class P2CSelectorTests: XCTestCase {
@@ -31,7 +31,7 @@ final class P2CSelectorTests: XCTestCase {
         for weights in cases {
             let total = weights.reduce(0, +)
             guard total > 0 else { continue }
-            let (threshold, alias) = P2CSelector.aliasTable(weights, total: total)
+            let (threshold, alias) = P2CSelector.aliasTableForTesting(weights)
             var tickets = [Int](repeating: 0, count: weights.count)
             for c in weights.indices {
                 XCTAssertTrue((0...total).contains(threshold[c]))

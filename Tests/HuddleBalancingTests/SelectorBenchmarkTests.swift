@@ -4,7 +4,7 @@ import HuddleBalancing
 import XCTest
 
 /// Not run by default (benchmarks live outside `swift test`'s normal run): the figures are quoted in docs/HASHING.md.
-/// `HUDDLE_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter SelectorBenchmarkTests`
+/// `HUDDLE_BENCH=1 swift test -c release --filter SelectorBenchmarkTests`
 final class SelectorBenchmarkTests: XCTestCase {
     override func setUpWithError() throws {
         guard ProcessInfo.processInfo.environment["HUDDLE_BENCH"] == "1" else {
