@@ -127,6 +127,7 @@ extension DemoConnection {
     /// Queues a frame from another connection; it is flushed when this loop's turn ends.
     func deliver(_ frame: [UInt8]) {
         guard !closed, let ws = webSocket, !ws.closeSent else { return }
+        acquireBuffers()
         output.append(frame)
         worker.markDirty(self)
     }

@@ -37,8 +37,10 @@ final class DemoConnection: TimerNode, EventHandler {
     var registration = Registration.none
     var isDirty = false
 
+    /// Pooled buffers, held only while bytes are in flight: an idle keep-alive or WebSocket connection holds none.
     var input: IOBuffer
     var output: OutputQueue
+    private var holdsBuffers = true
     var parser = HTTPRequestParser()
     var head = HTTPRequestHead()
     var task = Task.idle
@@ -84,6 +86,7 @@ final class DemoConnection: TimerNode, EventHandler {
 
     func drive() {
         guard !closed else { return }
+        acquireBuffers()
         do {
             if lingering {
                 try drainLingering()
@@ -111,7 +114,10 @@ final class DemoConnection: TimerNode, EventHandler {
                     close()
                     return
                 }
-                if !(try readInput()) { return }
+                if !(try readInput()) {
+                    releaseBuffersIfIdle()
+                    return
+                }
             }
         } catch {
             close()
@@ -132,6 +138,20 @@ final class DemoConnection: TimerNode, EventHandler {
             input.writeIndex += n
             return true
         }
+    }
+
+    func acquireBuffers() {
+        if holdsBuffers { return }
+        input = worker.loop.buffers.acquire()
+        output = OutputQueue(buffer: worker.loop.buffers.acquire())
+        holdsBuffers = true
+    }
+
+    private func releaseBuffersIfIdle() {
+        guard holdsBuffers, input.isEmpty, output.isEmpty, !lingering else { return }
+        worker.loop.buffers.release(input)
+        worker.loop.buffers.release(output.buffer)
+        holdsBuffers = false
     }
 
     @inline(__always) func consumeInput(_ n: Int) {
@@ -335,6 +355,7 @@ final class DemoConnection: TimerNode, EventHandler {
         if lingering {
             close()
         } else if task == .slow {
+            acquireBuffers()
             task = .idle
             respond(status: 200, contentType: "text/plain", body: Array("waited \(slowMs) ms\n".utf8))
             drive()
@@ -374,8 +395,11 @@ final class DemoConnection: TimerNode, EventHandler {
         worker.loop.timers.cancel(self)
         worker.loop.deregister(fd: fd, registration: registration)
         Sys.close(fd)
-        worker.loop.buffers.release(input)
-        worker.loop.buffers.release(output.buffer)
+        if holdsBuffers {
+            worker.loop.buffers.release(input)
+            worker.loop.buffers.release(output.buffer)
+            holdsBuffers = false
+        }
         if let ws = webSocket {
             worker.counters.webSocketsOpen.wrappingAdd(-1, ordering: .relaxed)
             if let room = ws.room { worker.state.rooms.leave(room, serial: serial) }

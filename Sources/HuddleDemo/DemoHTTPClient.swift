@@ -43,30 +43,17 @@ public final class DemoHTTPClient {
     /// Reads the next final response (1xx interim responses other than 101 are skipped).
     public func readResponse(isHead: Bool = false) throws -> DemoHTTPResponse {
         while true {
-            var parser = HTTPResponseParser()
-            var head = HTTPResponseHead()
-            while true {
-                let r = socket.pending.withUnsafeBytes { parser.parse($0, into: &head) }
-                if r == .complete { break }
-                if case .error(let e) = r { throw DemoClientError("bad response head: \(e)") }
-                if try !socket.receiveMore() { throw DemoClientError("connection closed before a response head") }
-            }
-            var headers: [(name: String, value: String)] = []
-            for f in head.headers {
-                headers.append((String(decoding: socket.pending[f.name], as: UTF8.self),
-                                String(decoding: socket.pending[f.value], as: UTF8.self)))
-            }
-            socket.pending.removeFirst(head.headLength)
+            let (head, framing) = try socket.readResponseHead(isHead: isHead)
             if head.status >= 100 && head.status < 200 && head.status != 101 { continue }
-            var response = DemoHTTPResponse(status: head.status, headers: headers, body: [], wasChunked: false)
-            switch head.bodyFraming(requestMethod: isHead ? .head : .get) {
+            var response = head
+            switch framing {
             case .none:
                 break
             case .contentLength(let n):
                 response.body = try socket.take(Int(n))
             case .chunked:
                 response.wasChunked = true
-                response.body = try readChunkedBody()
+                response.body = try socket.readChunkedBody()
             case .untilClose:
                 response.body = try socket.takeAll()
             }
@@ -74,10 +61,37 @@ public final class DemoHTTPClient {
         }
     }
 
-    private func readChunkedBody() throws -> [UInt8] {
+    /// True when the server has closed the connection (reads until end of stream, discarding).
+    public func waitForClose() throws -> Bool {
+        _ = try socket.takeAll()
+        return true
+    }
+}
+
+extension BlockingSocket {
+    /// The next response head (body empty) and how its body is framed; the bytes behind it stay in `pending`.
+    func readResponseHead(isHead: Bool) throws -> (DemoHTTPResponse, BodyFraming) {
+        var parser = HTTPResponseParser()
+        var head = HTTPResponseHead()
+        while true {
+            let r = pending.withUnsafeBytes { parser.parse($0, into: &head) }
+            if r == .complete { break }
+            if case .error(let e) = r { throw DemoClientError("bad response head: \(e)") }
+            if try !receiveMore() { throw DemoClientError("connection closed before a response head") }
+        }
+        var headers: [(name: String, value: String)] = []
+        for f in head.headers {
+            headers.append((String(decoding: pending[f.name], as: UTF8.self), String(decoding: pending[f.value], as: UTF8.self)))
+        }
+        pending.removeFirst(head.headLength)
+        let framing: BodyFraming = head.status == 101 ? .none : head.bodyFraming(requestMethod: isHead ? .head : .get)
+        return (DemoHTTPResponse(status: head.status, headers: headers, body: [], wasChunked: false), framing)
+    }
+
+    func readChunkedBody() throws -> [UInt8] {
         var body: [UInt8] = []
         while true {
-            let line = try socket.takeLine()
+            let line = try takeLine()
             var size = 0
             for b in line {
                 guard let d = ASCIIBytes.hexValue(b) else { break }
@@ -85,17 +99,11 @@ public final class DemoHTTPClient {
             }
             if size == 0 {
                 // Trailers, up to the empty line.
-                while try !socket.takeLine().isEmpty {}
+                while try !takeLine().isEmpty {}
                 return body
             }
-            body += try socket.take(size)
-            guard try socket.take(2) == [0x0D, 0x0A] else { throw DemoClientError("chunk not followed by CRLF") }
+            body += try take(size)
+            guard try take(2) == [0x0D, 0x0A] else { throw DemoClientError("chunk not followed by CRLF") }
         }
-    }
-
-    /// True when the server has closed the connection (reads until end of stream, discarding).
-    public func waitForClose() throws -> Bool {
-        _ = try socket.takeAll()
-        return true
     }
 }

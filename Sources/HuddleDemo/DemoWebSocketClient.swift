@@ -30,8 +30,8 @@ public final class DemoWebSocketClient {
         for (n, v) in headers { head += "\(n): \(v)\r\n" }
         head += "\r\n"
         try socket.send(Array(head.utf8))
-        let client = DemoHTTPClientReader(socket: socket)
-        let response = try client.readHead()
+        var (response, framing) = try socket.readResponseHead(isHead: false)
+        if case .contentLength(let n) = framing { response.body = try socket.take(Int(n)) }
         handshakeResponse = response
         guard response.status == 101 else {
             throw DemoClientError("handshake answered \(response.status) \(response.bodyText)")
@@ -90,31 +90,4 @@ public final class DemoWebSocketClient {
     public func readUntilClosed() throws -> [UInt8] { try socket.takeAll() }
 
     public func disconnect() { socket.close() }
-}
-
-/// Reads a response head off a socket, leaving the bytes behind it in place (they are WebSocket frames).
-struct DemoHTTPClientReader {
-    let socket: BlockingSocket
-
-    func readHead() throws -> DemoHTTPResponse {
-        var parser = HTTPResponseParser()
-        var head = HTTPResponseHead()
-        while true {
-            let r = socket.pending.withUnsafeBytes { parser.parse($0, into: &head) }
-            if r == .complete { break }
-            if case .error(let e) = r { throw DemoClientError("bad response head: \(e)") }
-            if try !socket.receiveMore() { throw DemoClientError("connection closed before a response head") }
-        }
-        var headers: [(name: String, value: String)] = []
-        for f in head.headers {
-            headers.append((String(decoding: socket.pending[f.name], as: UTF8.self),
-                            String(decoding: socket.pending[f.value], as: UTF8.self)))
-        }
-        socket.pending.removeFirst(head.headLength)
-        var body: [UInt8] = []
-        if head.status != 101, case .contentLength(let n) = head.bodyFraming(requestMethod: .get) {
-            body = try socket.take(Int(n))
-        }
-        return DemoHTTPResponse(status: head.status, headers: headers, body: body, wasChunked: false)
-    }
 }

@@ -74,6 +74,28 @@ final class DemoBackendTests: XCTestCase {
         XCTAssertEqual(after.bodyText, "hello from t1\n", "the connection is still in sync after the chunked body")
     }
 
+    func testExpectContinueAndHTTP10() throws {
+        let c = try DemoHTTPClient(address: address)
+        try c.send("POST /echo HTTP/1.1\r\nHost: demo\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        try c.send("ping")
+        let r = try c.readResponse()
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.bodyText, "ping")
+
+        let old = try DemoHTTPClient(address: address)
+        try old.send("GET / HTTP/1.0\r\n\r\n")
+        let r10 = try old.readResponse()
+        XCTAssertEqual(r10.bodyText, "hello from t1\n")
+        XCTAssertEqual(r10.header("Connection"), "close", "HTTP/1.0 without keep-alive is answered, then closed")
+        XCTAssertTrue(try old.waitForClose())
+
+        let kept = try DemoHTTPClient(address: address)
+        try kept.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        XCTAssertEqual(try kept.readResponse().header("Connection"), "keep-alive")
+        try kept.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        XCTAssertEqual(try kept.readResponse().bodyText, "ok")
+    }
+
     func testPipelinedRequestsAreAnsweredInOrder() throws {
         let c = try DemoHTTPClient(address: address)
         let batch = "GET /healthz HTTP/1.1\r\nHost: demo\r\n\r\n"
