@@ -11,8 +11,10 @@ extension DemoConnection {
         let expectContinue = head.expectContinue
         consumeInput(head.headLength)
         parser.reset()
+        // Every route reads the body it was promised, so every route invites it.
+        if expectContinue && framing != .none { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
         if case .echo = route {
-            startEcho(framing, expectContinue: expectContinue)
+            startEcho(framing)
         } else if framing != .none {
             // Answer only after the body is read, so the next pipelined request starts where the body ends.
             pendingRoute = route
@@ -22,8 +24,7 @@ extension DemoConnection {
         }
     }
 
-    private func startEcho(_ framing: BodyFraming, expectContinue: Bool) {
-        if expectContinue && framing != .none { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
+    private func startEcho(_ framing: BodyFraming) {
         switch framing {
         case .contentLength(let n):
             writeHead(status: 200, contentType: "application/octet-stream", framing: .length(n))
