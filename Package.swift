@@ -24,7 +24,7 @@ let package = Package(
         .testTarget(name: "HuddleHTTPTests", dependencies: ["HuddleHTTP"]),
         .testTarget(name: "HuddleConfigTests", dependencies: ["HuddleConfig"]),
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
-        .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys"]),
+        .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
         .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"]),
     ]
 )

@@ -133,6 +133,7 @@ final class DownstreamSession: TimerNode, EventHandler {
             let err = Sys.socketError(c.fd)
             if err != 0 {
                 upstreamFailed(.connect(Errno(err)))
+                pump()
                 return
             }
             c.connected = true
@@ -224,6 +225,8 @@ final class DownstreamSession: TimerNode, EventHandler {
         case .closed:
             break
         }
+        // Whatever the timeout queued (a 408/504, a retry) must be driven now: no socket event will come for it.
+        pump()
     }
 
     var peerText: String { peer?.description ?? "-" }
@@ -427,7 +430,12 @@ final class DownstreamSession: TimerNode, EventHandler {
         let start = b.writeIndex
         b.append(UnsafeRawBufferPointer(rebasing: bytes[head.methodRange]))
         b.append(byte: 32)
-        b.append(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
+        // Origin-form to the backend: an absolute-form target's authority went into Host; an empty path means "/".
+        if head.path.isEmpty { b.append(byte: 47) } else { b.append(UnsafeRawBufferPointer(rebasing: bytes[head.path])) }
+        if let q = head.query {
+            b.append(byte: 63)
+            b.append(UnsafeRawBufferPointer(rebasing: bytes[q]))
+        }
         b.append(" HTTP/1.1")
         logRequestLine = start..<b.writeIndex
         b.append("\r\n")

@@ -30,9 +30,17 @@ final class UpstreamConnection: TimerNode, EventHandler {
         if events & (Events.writable | Events.error | Events.hangup) != 0 { canWrite = true }
         if let s = session {
             s.upstreamEvent(self)
-        } else {
-            // Idle in the pool: the server closed it or sent something unsolicited. Either way it is done.
-            worker.discardPooled(self)
+        } else if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 {
+            // Idle in the pool: if the server closed it or sent something unsolicited, it is done. A stale edge from
+            // the exchange it just finished is not a reason to drop it, so look before deciding.
+            if events & (Events.hangup | Events.error) != 0 {
+                worker.discardPooled(self)
+                return
+            }
+            switch try? Sys.peek(fd) {
+            case .wouldBlock?: canRead = false
+            default: worker.discardPooled(self)
+            }
         }
     }
 

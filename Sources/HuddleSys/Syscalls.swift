@@ -47,6 +47,12 @@ public enum Sys {
         }
     }
 
+    /// Looks at the receive queue without consuming: `.done(0)` is EOF, `.done(n)` data waiting, `.wouldBlock` nothing yet.
+    public static func peek(_ fd: Int32) throws(Errno) -> IOResult<Int> {
+        var byte: UInt8 = 0
+        return try checkNonBlocking { Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) }
+    }
+
     // MARK: sockets
 
     public static func socket(family: Int32) throws(Errno) -> Int32 {

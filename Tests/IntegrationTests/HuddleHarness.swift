@@ -1,0 +1,266 @@
+// Test harness: runs the real `huddle` binary as a subprocess in front of real backends, on loopback ports.
+import Foundation
+import Glibc
+import HuddleDemo
+import HuddleSys
+import XCTest
+
+enum Harness {
+    /// Repository root, from this file's path.
+    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The `huddle` binary next to the test bundle (swift test builds every product first).
+    static var huddleBinary: String {
+        let candidates = [
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("huddle").path,
+            Bundle.main.bundleURL.appendingPathComponent("huddle").path,
+            root.appendingPathComponent(".build/debug/huddle").path,
+        ]
+        for c in candidates where FileManager.default.isExecutableFile(atPath: c) { return c }
+        for b in Bundle.allBundles {
+            let p = b.bundleURL.deletingLastPathComponent().appendingPathComponent("huddle").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return candidates.last!
+    }
+
+    /// A port that was free a moment ago (bind to 0, read it back, close).
+    static func freePort() -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// Whether something accepts TCP connections on 127.0.0.1:port.
+    static func isListening(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return r == 0
+    }
+
+    /// Polls `condition` every 20 ms until it holds or `seconds` pass.
+    @discardableResult
+    static func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    static func startBackend(_ name: String, workers: Int = 1) throws -> DemoBackend {
+        try DemoBackend.start(DemoBackendOptions(name: name, listen: [SocketAddress(ip: "127.0.0.1", port: 0)!], workers: workers))
+    }
+
+    static func temporaryDirectory() -> URL {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("huddle-test-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    struct CommandResult {
+        var status: Int32
+        var stdout: Data
+        var stderr: String
+        var text: String { String(decoding: stdout, as: UTF8.self) }
+    }
+
+    /// Runs a command to completion (bounded by `timeout` seconds; killed after that).
+    @discardableResult
+    static func run(_ executable: String, _ args: [String], timeout: Double = 60, stdin: Data? = nil) throws -> CommandResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
+        // Output goes to files, not pipes: no reader threads, and a chatty child can never block on a full pipe.
+        let dir = temporaryDirectory()
+        let outURL = dir.appendingPathComponent("stdout")
+        let errURL = dir.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let outHandle = try FileHandle(forWritingTo: outURL)
+        let errHandle = try FileHandle(forWritingTo: errURL)
+        defer {
+            try? outHandle.close()
+            try? errHandle.close()
+            try? FileManager.default.removeItem(at: dir)
+        }
+        p.standardOutput = outHandle
+        p.standardError = errHandle
+        let inPipe = Pipe()
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+        try p.run()
+        if let stdin {
+            inPipe.fileHandleForWriting.write(stdin)
+            try? inPipe.fileHandleForWriting.close()
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(5_000) }
+        if p.isRunning {
+            p.terminate()
+            usleep(100_000)
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+        p.waitUntilExit()
+        let outData = (try? Data(contentsOf: outURL)) ?? Data()
+        let errData = (try? Data(contentsOf: errURL)) ?? Data()
+        return CommandResult(status: p.terminationStatus, stdout: outData, stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// curl with `-s`; returns stdout and the exit status.
+    @discardableResult
+    static func curl(_ args: [String], timeout: Double = 60) throws -> CommandResult {
+        try run("/usr/bin/curl", ["-s", "--max-time", String(Int(timeout))] + args, timeout: timeout + 5)
+    }
+}
+
+/// A running `huddle -c FILE` subprocess; stderr (the logs) goes to a file the test can read.
+final class HuddleProcess {
+    let process = Process()
+    let configURL: URL
+    let logURL: URL
+    let port: UInt16
+    let adminPort: UInt16?
+
+    /// Writes `config` (with `{PORT}` and `{ADMIN}` replaced) and starts huddle; waits until it accepts connections.
+    init(config: String, workers: Int = 1, withAdmin: Bool = false) throws {
+        let dir = Harness.temporaryDirectory()
+        port = Harness.freePort()
+        adminPort = withAdmin ? Harness.freePort() : nil
+        var text = config.replacingOccurrences(of: "{PORT}", with: String(port))
+        if let a = adminPort { text = text.replacingOccurrences(of: "{ADMIN}", with: String(a)) }
+        if !text.contains("workers ") { text = "workers \(workers);\n" + text }
+        configURL = dir.appendingPathComponent("huddle.conf")
+        logURL = dir.appendingPathComponent("huddle.log")
+        try text.write(to: configURL, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Harness.huddleBinary)
+        process.arguments = ["-c", configURL.path]
+        let log = try FileHandle(forWritingTo: logURL)
+        process.standardError = log
+        process.standardOutput = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let up = Harness.waitFor(15) {
+            Harness.isListening(port) && (adminPort.map { Harness.isListening($0) } ?? true)
+        }
+        if !up {
+            stop()
+            throw NSError(domain: "huddle", code: 1, userInfo: [NSLocalizedDescriptionKey: "huddle did not start; log:\n\(self.log)"])
+        }
+    }
+
+    var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+    var url: String { "http://127.0.0.1:\(port)" }
+    var adminURL: String { "http://127.0.0.1:\(adminPort ?? 0)" }
+    var pid: Int32 { process.processIdentifier }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// SIGTERM, then SIGKILL if it has not exited within a few seconds.
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        if !Harness.waitFor(10, { !self.process.isRunning }) {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// A plain blocking TCP client for byte-exact tests (pipelining, malformed requests, slow clients).
+final class RawClient {
+    let fd: Int32
+
+    init(port: UInt16, receiveTimeoutSeconds: Int = 10) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if r != 0 { throw Errno.current }
+        var tv = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ s: String) { send(Array(s.utf8)) }
+
+    func send(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Reads until EOF, error or receive timeout.
+    func readAll() -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+
+    /// Reads until `predicate` holds on what arrived, EOF, or the receive timeout.
+    func read(until predicate: ([UInt8]) -> Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while !predicate(out) {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+
+    /// True if the peer closed (recv returns 0) within the receive timeout; bytes that arrive first are returned too.
+    func waitForClose() -> (closed: Bool, bytes: [UInt8]) {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return (true, out) }
+            if n < 0 { return (errno == ECONNRESET, out) }
+            out.append(contentsOf: buf[0..<n])
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    var text: String { String(decoding: self, as: UTF8.self) }
+    /// Number of non-overlapping occurrences of `needle`.
+    func occurrences(of needle: String) -> Int {
+        let n = Array(needle.utf8)
+        guard !n.isEmpty, count >= n.count else { return 0 }
+        var c = 0
+        var i = 0
+        while i <= count - n.count {
+            if self[i..<(i + n.count)].elementsEqual(n) { c += 1; i += n.count } else { i += 1 }
+        }
+        return c
+    }
+}
