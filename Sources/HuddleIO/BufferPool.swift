@@ -98,6 +98,13 @@ public final class BufferPool {
         for p in free { p.deallocate() }
     }
 
+    /// A buffer of at least `minimumCapacity` bytes; larger than the pool's size means a one-off allocation.
+    public func acquire(minimumCapacity: Int) -> IOBuffer {
+        if minimumCapacity <= bufferSize { return acquire() }
+        outstanding += 1
+        return IOBuffer(base: .allocate(byteCount: minimumCapacity, alignment: 16), capacity: minimumCapacity)
+    }
+
     public func acquire() -> IOBuffer {
         outstanding += 1
         let p = free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
