@@ -78,7 +78,7 @@ async def run_groups(args):
             errors.append(f"second whoami: {type(e).__name__}: {e}")
     snapshot = None
     if args.admin:
-        url = f"{args.admin}/api/groups?upstream={args.upstream}&top={args.groups * 2}"
+        url = f"{args.admin}/api/groups?upstream={args.upstream}&top={args.top}"
         snapshot = await asyncio.to_thread(http_get_json, url)
     await asyncio.gather(*(ws.close() for ws in live), return_exceptions=True)
     return {
@@ -152,6 +152,7 @@ def main():
     g.add_argument("--place-first", action="store_true")
     g.add_argument("--admin")
     g.add_argument("--upstream", default="chat")
+    g.add_argument("--top", type=int, default=1000)
     e = sub.add_parser("echo")
     e.add_argument("--url", required=True)
     e.add_argument("--binary-size", type=int, default=1 << 20)
