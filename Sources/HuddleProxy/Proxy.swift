@@ -23,9 +23,27 @@ public final class Proxy: @unchecked Sendable {
     /// Resolves, validates against the system (addresses) and binds every listener, so start-up errors surface here.
     public init(config: HuddleConfig) throws {
         errorLog = ErrorLog(config.errorLog)
+        // Serving plaintext on a port the operator marked tls would be worse than not starting.
+        let tls = config.servers.flatMap(\.listens).filter(\.tls)
+        if !tls.isEmpty {
+            throw ConfigErrors(tls.map { ConfigError(location: $0.location, message: "listen \($0.address) tls: TLS termination is not implemented in this build yet") })
+        }
         let log = errorLog
         let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) })
         state = Mutex(ControlState(runtime: rt, generation: 1, lastReloadMs: Sys.wallClockMs(), lastReloadResult: "initial load"))
+        Self.warnAboutPendingFeatures(config, log: errorLog)
+    }
+
+    /// Directives the config language accepts whose machinery is not in this build yet: say so instead of pretending.
+    static func warnAboutPendingFeatures(_ c: HuddleConfig, log: ErrorLog) {
+        for u in c.upstreams {
+            if u.healthCheck != nil { log.warn("upstream \(u.name) (\(u.location)): health_check is accepted but active health checks are not implemented in this build; servers stay in rotation") }
+            if u.passiveHealth != nil { log.warn("upstream \(u.name) (\(u.location)): passive_health is accepted but ejection is not implemented in this build") }
+            for s in u.servers where s.resolve { log.warn("server \(s.address) (\(s.location)): resolve is accepted but names are resolved once, at start and on reload") }
+        }
+        for b in c.servers {
+            if b.gzip.enabled { log.warn("server block at \(b.location): gzip is accepted but compression is not implemented in this build") }
+        }
     }
 
     public var runtime: RuntimeConfig { state.withLock { $0.runtime } }
@@ -101,6 +119,12 @@ public final class Proxy: @unchecked Sendable {
         }
         errorLog.info("reloaded configuration (generation \(rt.generation))")
         return .success(rt.generation)
+    }
+
+    /// Drops groups whose linger time has passed (called about once a second by the control loop).
+    public func sweepGroups() {
+        let now = Sys.monotonicMs()
+        for u in runtime.upstreams { u.groups.sweep(nowMs: now) }
     }
 
     public var reloadInfo: (generation: Int, lastReloadMs: Int64, result: String) {

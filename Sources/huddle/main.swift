@@ -210,6 +210,22 @@ do {
     fail("cannot set up signal handling: \(error)")
 }
 
+/// Once a second on the control loop: expire lingering groups so the table holds only live and recently left groups.
+final class Housekeeping: TimerNode {
+    let proxy: Proxy
+    let loop: EventLoop
+    init(proxy: Proxy, loop: EventLoop) {
+        self.proxy = proxy
+        self.loop = loop
+    }
+    override func timerFired(now: Int64) {
+        proxy.sweepGroups()
+        loop.timers.schedule(self, at: now + 1000)
+    }
+}
+let housekeeping = Housekeeping(proxy: proxy, loop: control)
+control.timers.schedule(housekeeping, at: Sys.monotonicMs() + 1000)
+
 if configPath == nil {
     printOut(DemoConfig.banner(backends: demoBackends.map { ($0.name, $0.boundAddresses[0].description) }))
 }
