@@ -85,6 +85,7 @@ if [[ " $PARTS " == *" idle "* ]]; then
         # wsbench holds the tunnels until its stdin reaches EOF, i.e. until we close our end of the fifo.
         # Opening it read-write first keeps either open from blocking; wsbench must not inherit our end.
         exec {IDLE_FIFO_FD}<>"$fifo"
+        : >"$OUT/idle-$px.log"
         taskset -c "$LOAD_CPU" "$WSBENCH" --port "${PROXY_PORT[$px]}" --path "$WS_PATH" --idle "$IDLE_CONNS" \
             --rate "$IDLE_RATE" --connect-timeout $((IDLE_CONNS / IDLE_RATE + 120)) --hold 900 \
             <"$fifo" {IDLE_FIFO_FD}>&- >"$OUT/idle-$px.log" 2>&1 &
