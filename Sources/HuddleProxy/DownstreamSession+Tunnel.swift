@@ -31,6 +31,8 @@ extension DownstreamSession {
         // An idle tunnel should cost little: drop the parsed heads' header arrays.
         head = HTTPRequestHead()
         respHead = HTTPResponseHead()
+        parser = HTTPRequestParser(maxHeaderSize: 0)
+        respParser = HTTPResponseParser()
         excludedUIDs = []
         phase = .tunnel
         tunnel = TunnelState()

@@ -25,6 +25,8 @@ final class DownstreamSession: TimerNode, EventHandler {
     let fd: Int32
     let peer: SocketAddress?
     var registration = Registration.none
+    /// The client's IP as text, formatted once per connection (X-Forwarded-For).
+    var peerIP: [UInt8] = []
     var snapshot: RuntimeConfig
     var block: ServerBlockRuntime
     var phase: Phase = .idle
@@ -487,7 +489,8 @@ final class DownstreamSession: TimerNode, EventHandler {
                 b.append(", ")
             }
         }
-        b.append(peer?.ipString ?? "unknown")
+        if peerIP.isEmpty { peerIP = Array((peer?.ipString ?? "unknown").utf8) }
+        peerIP.withUnsafeBytes { _ = b.append($0) }
         b.append("\r\nX-Forwarded-Proto: http\r\n")
         if let h = hostRange {
             b.append("X-Forwarded-Host: ")
