@@ -568,45 +568,44 @@ final class DownstreamSession: TimerNode, EventHandler {
             failExchange(status: 502, message: "no backend server is available")
             return
         }
+        connect(to: s, pooledAllowed: true)
+    }
+
+    /// Assigns the exchange to `s`: a pooled keep-alive connection if allowed and available, else a new connect.
+    private func connect(to s: ServerRuntime, pooledAllowed: Bool) {
         server = s
         s.inFlight.add(1, ordering: .relaxed)
         upstreamStartNs = Sys.monotonicNs()
-        if let c = worker.takePooled(s) {
+        phaseStart = loop.now
+        lastActivity = loop.now
+        if pooledAllowed, let c = worker.takePooled(s) {
             attach(c)
             c.connected = true
             phase = .proxying
-            phaseStart = loop.now
-            lastActivity = loop.now
             armTimer()
             return
         }
         guard let addr = s.address else {
-            upstreamFailed(.connect(Errno(113)))
+            upstreamFailed(.connect(Errno(113)))   // EHOSTUNREACH: the name did not resolve
             return
         }
-        let fd: Int32
-        let connected: Bool
-        do {
-            (fd, connected) = try Sockets.connect(to: addr)
+        do throws(Errno) {
+            let (fd, connected) = try Sockets.connect(to: addr)
+            let c = UpstreamConnection(worker: worker, fd: fd, server: s)
+            do throws(Errno) {
+                c.registration = try loop.register(fd: fd, handler: c)
+            } catch {
+                Sys.close(fd)
+                throw error
+            }
+            worker.upstreamConnectionCount += 1
+            attach(c)
+            c.connected = connected
+            phase = connected ? .proxying : .connecting
+            armTimer()
         } catch {
             upstreamFailed(.connect(error))
-            return
         }
-        let c = UpstreamConnection(worker: worker, fd: fd, server: s)
-        do {
-            c.registration = try loop.register(fd: fd, handler: c)
-        } catch {
-            Sys.close(fd)
-            upstreamFailed(.connect(error))
-            return
-        }
-        worker.upstreamConnectionCount += 1
-        attach(c)
-        c.connected = connected
-        phase = connected ? .proxying : .connecting
-        phaseStart = loop.now
-        lastActivity = loop.now
-        armTimer()
     }
 
     private func attach(_ c: UpstreamConnection) {
@@ -716,37 +715,7 @@ final class DownstreamSession: TimerNode, EventHandler {
     private func chooseAndConnectFresh(_ s: ServerRuntime) {
         // Drop the server's other pooled connections too: they are likely as stale.
         while let c = worker.takePooled(s) { c.close() }
-        chooseAndConnectTo(s)
-    }
-
-    private func chooseAndConnectTo(_ s: ServerRuntime) {
-        excludedUIDs.removeAll(where: { $0 == s.uid })
-        // Prefer exactly this server: temporarily exclude all others is overkill; connect directly instead.
-        server = s
-        s.inFlight.add(1, ordering: .relaxed)
-        guard let addr = s.address else {
-            upstreamFailed(.connect(Errno(113)))
-            return
-        }
-        do throws(Errno) {
-            let (fd, connected) = try Sockets.connect(to: addr)
-            let c = UpstreamConnection(worker: worker, fd: fd, server: s)
-            do throws(Errno) {
-                c.registration = try loop.register(fd: fd, handler: c)
-            } catch {
-                Sys.close(fd)
-                throw error
-            }
-            worker.upstreamConnectionCount += 1
-            attach(c)
-            c.connected = connected
-            phase = connected ? .proxying : .connecting
-            phaseStart = loop.now
-            lastActivity = loop.now
-            armTimer()
-        } catch {
-            upstreamFailed(.connect(error))
-        }
+        connect(to: s, pooledAllowed: false)
     }
 
     // MARK: proxying
