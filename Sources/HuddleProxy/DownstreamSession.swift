@@ -21,7 +21,9 @@ final class DownstreamSession: TimerNode, EventHandler {
         case closed
     }
 
-    unowned let worker: Worker
+    // SAFETY: a worker outlives every connection it owns (it closes them all before it goes away); unowned(unsafe)
+    // skips the strong-retain check that profiling showed on every access.
+    unowned(unsafe) let worker: Worker
     let fd: Int32
     let peer: SocketAddress?
     var registration = Registration.none
