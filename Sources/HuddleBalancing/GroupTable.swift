@@ -1,6 +1,7 @@
 // The live groups of one upstream (group key -> pinned server, member count), shared by all worker threads.
 
 import Synchronization
+import HuddleSync
 
 /// A group is pinned to the server its first member was placed on, and keeps it while that server is usable, even if
 /// the consistent hash would now choose another (a server was added, or bounded loads spilled the group): members of
@@ -64,7 +65,7 @@ public final class GroupTable: Sendable {
     }
 
     final class Shard: Sendable {
-        let groups = Mutex<[Key: Entry]>([:])
+        let groups = Locked<[Key: Entry]>([:])
     }
 
     private let shards: [Shard]

@@ -1,6 +1,7 @@
 // The chat rooms of one demo backend process, shared by its workers: members live on different loops.
 import HuddleIO
 import Synchronization
+import HuddleSync
 
 /// A room member as other threads see it: the loop to post to and the connection to call there.
 struct ChatRoomMember: Sendable {
@@ -17,7 +18,7 @@ final class ConnectionHandle: @unchecked Sendable {
 }
 
 final class ChatRoomRegistry: Sendable {
-    private let rooms = Mutex<[String: [ChatRoomMember]]>([:])
+    private let rooms = Locked<[String: [ChatRoomMember]]>([:])
 
     /// Adds a member and returns the room's size including it.
     func join(_ room: String, _ member: ChatRoomMember) -> Int {

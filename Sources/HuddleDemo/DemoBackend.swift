@@ -3,6 +3,7 @@ import Glibc
 import HuddleIO
 import HuddleSys
 import Synchronization
+import HuddleSync
 
 public struct DemoBackendOptions: Sendable {
     public var name: String
@@ -23,13 +24,13 @@ public final class DemoBackend: Sendable {
     let state: DemoBackendState
     private let workers: [DemoWorker]
     /// Emptied by the first `stop`, so stopping twice is harmless.
-    private let threads: Mutex<[pthread_t]>
+    private let threads: Locked<[pthread_t]>
 
     private init(boundAddresses: [SocketAddress], state: DemoBackendState, workers: [DemoWorker], threads: [pthread_t]) {
         self.boundAddresses = boundAddresses
         self.state = state
         self.workers = workers
-        self.threads = Mutex(threads)
+        self.threads = Locked(threads)
     }
 
     /// Binds every address once per worker (SO_REUSEPORT spreads accepts), spawns the loop threads and returns.

@@ -2,6 +2,7 @@
 import CHuddleLinux
 import HuddleSys
 import Synchronization
+import HuddleSync
 
 /// Something registered with a loop. Called on the loop thread only.
 public protocol EventHandler: AnyObject {
@@ -33,7 +34,7 @@ public final class EventLoop: @unchecked Sendable {
     public let id: Int
     let epfd: Int32
     let wakeFD: Int32
-    private let inbox = Mutex<[@Sendable () -> Void]>([])
+    private let inbox = Locked<[@Sendable () -> Void]>([])
     private let inboxPending = Atomic<Bool>(false)
     private var handlers: [EventHandler?] = []   // on the loop thread only
     private var generations: [UInt32] = []

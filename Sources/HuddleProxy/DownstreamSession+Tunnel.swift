@@ -1,4 +1,5 @@
-// After a 101: bytes relayed both ways with splice(2) through pooled pipes (copying where splice can't be used).
+// After a 101: bytes relayed both ways, copied through a pooled buffer while messages are small and spliced (zero-copy,
+// pooled pipes) once a direction carries bulk data; copying is also the fallback where splice can't be used.
 // An idle tunnel holds no buffer and no pipe: both are borrowed only while bytes are in flight.
 import HuddleHTTP
 import HuddleIO
@@ -12,6 +13,9 @@ struct TunnelDirection {
     var buffer: IOBuffer?
     var sourceEOF = false
     var shutdownSent = false
+    /// Small messages are copied (one read, one write); a direction that fills whole buffers switches to splice
+    /// (like HAProxy's splice-auto), and back when transfers get small.
+    var preferSplice = false
     var bytes: Int64 = 0
 }
 
@@ -53,10 +57,12 @@ extension DownstreamSession {
         // Leftover user-space bytes first, in order: 101 head + early server bytes to the client, early client bytes to the server.
         ok = flushTunnelLeftovers(c)
         if ok {
-            ok = pumpDirection(&t.serverToClient, from: c.fd, to: fd, canRead: &c.canRead, canWrite: &canWrite, leftoversPending: hasServerLeftovers)
+            ok = pumpDirection(&t.serverToClient, from: c.fd, to: fd, canRead: &c.canRead, canWrite: &canWrite,
+                               sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers)
         }
         if ok {
-            ok = pumpDirection(&t.clientToServer, from: fd, to: c.fd, canRead: &canRead, canWrite: &c.canWrite, leftoversPending: hasClientLeftovers)
+            ok = pumpDirection(&t.clientToServer, from: fd, to: c.fd, canRead: &canRead, canWrite: &c.canWrite,
+                               sourceHungUp: sawHangup, leftoversPending: hasClientLeftovers)
         }
         tunnel = t
         if !ok {
@@ -119,7 +125,7 @@ extension DownstreamSession {
     }
 
     /// Moves what it can from `src` to `dst`. Returns false on a fatal error.
-    private func pumpDirection(_ d: inout TunnelDirection, from src: Int32, to dst: Int32, canRead: inout Bool, canWrite: inout Bool, leftoversPending: Bool) -> Bool {
+    private func pumpDirection(_ d: inout TunnelDirection, from src: Int32, to dst: Int32, canRead: inout Bool, canWrite: inout Bool, sourceHungUp: Bool, leftoversPending: Bool) -> Bool {
         if leftoversPending { return true }
         while true {
             // Drain what is in flight first.
@@ -167,7 +173,7 @@ extension DownstreamSession {
                 return true
             }
             guard canRead else { return true }
-            if let p = loop.pipes.acquire() {
+            if d.preferSplice, let p = loop.pipes.acquire() {
                 d.pipe = p
                 do {
                     switch try Sys.splice(from: src, to: p.writeFD, count: 1 << 16, more: true) {
@@ -181,6 +187,9 @@ extension DownstreamSession {
                         d.sourceEOF = true
                         continue
                     case .done(let n):
+                        // A splice's short count does not prove the socket drained (the pipe can fill its slots
+                        // with small segments), so no short-read shortcut here; small traffic goes back to copying.
+                        if n < 16 * 1024 { d.preferSplice = false }
                         d.inPipe = n
                         lastActivity = loop.now
                         continue
@@ -212,6 +221,11 @@ extension DownstreamSession {
                     d.sourceEOF = true
                     continue
                 case .done(let n):
+                    // TCP reads return what is queued, up to the size asked: a short read means drained, and a later
+                    // arrival raises a new edge, so skip the EAGAIN read (unless a FIN was signalled: read to EOF).
+                    if n < b.capacity && !sourceHungUp { canRead = false }
+                    // A full buffer means bulk traffic: move it with splice, zero-copy, from now on.
+                    if n == b.capacity { d.preferSplice = true }
                     b.writeIndex += n
                     d.buffer = b
                     lastActivity = loop.now

@@ -36,6 +36,8 @@ final class DownstreamSession: TimerNode, EventHandler {
     // Edge-triggered readiness of the client socket.
     var canRead = true
     var canWrite = true
+    /// The peer's FIN (or an error) has been signalled: reads must continue to EOF, never stop at a short read.
+    var sawHangup = false
     private var pumping = false
     private var pumpAgain = false
 
@@ -126,6 +128,7 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     func handleEvent(_ events: UInt32) {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { canRead = true }
+        if events & (Events.readHangup | Events.hangup | Events.error) != 0 { sawHangup = true }
         if events & (Events.writable | Events.error | Events.hangup) != 0 { canWrite = true }
         pump()
     }
@@ -288,6 +291,9 @@ final class DownstreamSession: TimerNode, EventHandler {
                 close()
                 return false
             case .done(let n):
+                // Edge-triggered: a short read means the socket is drained (a later arrival raises a new edge), so the
+                // EAGAIN read can be skipped, unless a hang-up was signalled and EOF must still be read.
+                if n < b.writableCount && !sawHangup { canRead = false }
                 b.writeIndex += n
                 inBuf = b
                 lastActivity = loop.now
@@ -901,6 +907,7 @@ final class DownstreamSession: TimerNode, EventHandler {
             abortExchange()
             return .failed(Errno(104))
         case .done(let n):
+            if n < b.writableCount && !sawHangup { canRead = false }
             b.writeIndex += n
             inBuf = b
             lastActivity = loop.now
@@ -944,6 +951,7 @@ final class DownstreamSession: TimerNode, EventHandler {
             upstreamFailed(.closedEarly)
             return .failed(Errno(104))
         case .done(let n):
+            if n < b.writableCount && !c.sawHangup { c.canRead = false }
             b.writeIndex += n
             upIn = b
             lastActivity = loop.now

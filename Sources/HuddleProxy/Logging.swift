@@ -4,6 +4,7 @@ import HuddleConfig
 import HuddleIO
 import HuddleSys
 import Synchronization
+import HuddleSync
 
 /// Opens a log target; nil for `.off`.
 func openLogTarget(_ t: LogTarget) -> Int32? {
@@ -77,7 +78,7 @@ struct TimeFormatter {
 public final class ErrorLog: Sendable {
     private let fd: Int32?
     public let level: LogLevel
-    private let formatter = Mutex(TimeFormatter())
+    private let formatter = Locked(TimeFormatter())
 
     public init(_ config: ErrorLogConfig) {
         fd = openLogTarget(config.target)

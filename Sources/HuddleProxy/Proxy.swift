@@ -4,13 +4,14 @@ import HuddleConfig
 import HuddleIO
 import HuddleSys
 import Synchronization
+import HuddleSync
 
 public final class Proxy: @unchecked Sendable {
     // SAFETY: `workers`/`threads` are set once in start() on the control thread; `state` is a Mutex.
     public let errorLog: ErrorLog
     private var workers: [Worker] = []
     private var threads: [pthread_t] = []
-    private let state: Mutex<ControlState>
+    private let state: Locked<ControlState>
     public let startedAtMs = Sys.wallClockMs()
 
     struct ControlState {
@@ -30,7 +31,7 @@ public final class Proxy: @unchecked Sendable {
         }
         let log = errorLog
         let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) })
-        state = Mutex(ControlState(runtime: rt, generation: 1, lastReloadMs: Sys.wallClockMs(), lastReloadResult: "initial load"))
+        state = Locked(ControlState(runtime: rt, generation: 1, lastReloadMs: Sys.wallClockMs(), lastReloadResult: "initial load"))
         Self.warnAboutPendingFeatures(config, log: errorLog)
     }
 
@@ -165,7 +166,7 @@ public final class Proxy: @unchecked Sendable {
 
     /// Per-worker figures for the admin port: (sessions, tunnels, backend connections).
     public func workerStats() -> [(sessions: Int, tunnels: Int, upstreamConnections: Int)] {
-        let out = Mutex<[Int: (Int, Int, Int)]>([:])
+        let out = Locked<[Int: (Int, Int, Int)]>([:])
         let answered = Atomic<Int>(0)
         for w in workers {
             w.loop.execute {

@@ -13,6 +13,8 @@ final class UpstreamConnection: TimerNode, EventHandler {
     /// Edge-triggered readiness as last reported (cleared on EAGAIN).
     var canRead = false
     var canWrite = false
+    /// FIN or error signalled: keep reading to EOF rather than stopping at a short read.
+    var sawHangup = false
     var connected = false
     /// Has carried a complete exchange before: a failure on it may be a stale keep-alive race.
     var reused = false
@@ -29,6 +31,7 @@ final class UpstreamConnection: TimerNode, EventHandler {
 
     func handleEvent(_ events: UInt32) {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { canRead = true }
+        if events & (Events.readHangup | Events.hangup | Events.error) != 0 { sawHangup = true }
         if events & (Events.writable | Events.error | Events.hangup) != 0 { canWrite = true }
         if let s = session {
             s.upstreamEvent(self)
