@@ -186,6 +186,16 @@ public final class AdminServer: EventHandler {
         out += "huddle_client_connections \(stats.map(\.sessions).reduce(0, +))\n"
         family("tunnels", "gauge", "Open upgraded (WebSocket) tunnels.")
         out += "huddle_tunnels \(stats.map(\.tunnels).reduce(0, +))\n"
+        family("backend_connections", "gauge", "Open connections to backends, pooled idle ones included.")
+        out += "huddle_backend_connections \(stats.map(\.upstreamConnections).reduce(0, +))\n"
+        family("buffers_in_use", "gauge", "Pooled I/O buffers lent to connections (idle connections hold none).")
+        out += "huddle_buffers_in_use \(stats.map(\.buffersInUse).reduce(0, +))\n"
+        family("buffers_cached", "gauge", "Free I/O buffers kept for reuse.")
+        out += "huddle_buffers_cached \(stats.map(\.buffersCached).reduce(0, +))\n"
+        family("pipes_in_use", "gauge", "Splice pipes lent to tunnels (idle tunnels hold none).")
+        out += "huddle_pipes_in_use \(stats.map(\.pipesInUse).reduce(0, +))\n"
+        family("pipes_cached", "gauge", "Free splice pipes kept for reuse.")
+        out += "huddle_pipes_cached \(stats.map(\.pipesCached).reduce(0, +))\n"
         return out
     }
 }

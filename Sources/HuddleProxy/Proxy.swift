@@ -164,19 +164,34 @@ public final class Proxy: @unchecked Sendable {
         return total.load(ordering: .relaxed)
     }
 
-    /// Per-worker figures for the admin port: (sessions, tunnels, backend connections).
-    public func workerStats() -> [(sessions: Int, tunnels: Int, upstreamConnections: Int)] {
-        let out = Locked<[Int: (Int, Int, Int)]>([:])
+    /// One worker's figures, read on its own loop thread.
+    public struct WorkerStats: Sendable {
+        public var sessions = 0
+        public var tunnels = 0
+        public var upstreamConnections = 0
+        /// Pooled I/O buffers currently lent out (an idle connection or tunnel holds none).
+        public var buffersInUse = 0
+        public var buffersCached = 0
+        /// Splice pipes currently lent out (an idle tunnel holds none).
+        public var pipesInUse = 0
+        public var pipesCached = 0
+    }
+
+    /// Per-worker figures for the admin port (asks each loop; bounded wait).
+    public func workerStats() -> [WorkerStats] {
+        let out = Locked<[Int: WorkerStats]>([:])
         let answered = Atomic<Int>(0)
         for w in workers {
             w.loop.execute {
-                let v = (w.sessionCount, w.tunnelCount, w.upstreamConnectionCount)
+                let v = WorkerStats(sessions: w.sessionCount, tunnels: w.tunnelCount, upstreamConnections: w.upstreamConnectionCount,
+                                    buffersInUse: w.loop.buffers.outstanding, buffersCached: w.loop.buffers.cachedCount,
+                                    pipesInUse: w.loop.pipes.outstanding, pipesCached: w.loop.pipes.cachedCount)
                 out.withLock { $0[w.id] = v }
                 answered.add(1, ordering: .releasing)
             }
         }
         let deadline = Sys.monotonicMs() + 1000
         while answered.load(ordering: .acquiring) < workers.count && Sys.monotonicMs() < deadline { usleep(1000) }
-        return out.withLock { d in (0..<workers.count).map { d[$0].map { (sessions: $0.0, tunnels: $0.1, upstreamConnections: $0.2) } ?? (sessions: 0, tunnels: 0, upstreamConnections: 0) } }
+        return out.withLock { d in (0..<workers.count).map { d[$0] ?? WorkerStats() } }
     }
 }
