@@ -271,7 +271,7 @@ final class DownstreamSession: TimerNode, EventHandler {
                 armTimer()
                 return false
             }
-            if inBuf == nil { inBuf = loop.buffers.acquire(minimumCapacity: block.config.maxHeaderSize + 1) }
+            if inBuf == nil { inBuf = loop.buffers.acquire(minimumCapacity: block.config.maxHeaderSize) }
             var b = inBuf!
             let r: IOResult<Int>
             do {
