@@ -102,11 +102,24 @@ public final class BufferPool {
     public func acquire(minimumCapacity: Int) -> IOBuffer {
         if minimumCapacity <= bufferSize { return acquire() }
         outstanding += 1
+        if outstanding > peakOutstanding { peakOutstanding = outstanding }
         return IOBuffer(base: .allocate(byteCount: minimumCapacity, alignment: 16), capacity: minimumCapacity)
+    }
+
+    /// Most buffers lent at once since the last `trim`.
+    public private(set) var peakOutstanding = 0
+
+    /// Frees cached buffers beyond what the busiest moment since the last trim needed (at least `keep`), so a burst's
+    /// buffers go back to malloc once the burst is over. Call about once a second.
+    public func trim(keep: Int) {
+        let target = max(keep, peakOutstanding)
+        while free.count > target { free.removeLast().deallocate() }
+        peakOutstanding = outstanding
     }
 
     public func acquire() -> IOBuffer {
         outstanding += 1
+        if outstanding > peakOutstanding { peakOutstanding = outstanding }
         let p = free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
         return IOBuffer(base: p, capacity: bufferSize)
     }

@@ -24,15 +24,31 @@ public final class PipePool {
         }
     }
 
+    /// Most pipes lent at once since the last `trim`.
+    public private(set) var peakOutstanding = 0
+
+    /// Closes cached pipes beyond the recent peak (at least `keep`): each costs two descriptors.
+    public func trim(keep: Int) {
+        let target = max(keep, peakOutstanding)
+        while free.count > target {
+            let p = free.removeLast()
+            Sys.close(p.readFD)
+            Sys.close(p.writeFD)
+        }
+        peakOutstanding = outstanding
+    }
+
     public func acquire() -> Pipe? {
         if let p = free.popLast() {
             outstanding += 1
+            if outstanding > peakOutstanding { peakOutstanding = outstanding }
             return p
         }
         if unsupported { return nil }
         do {
             let (r, w) = try Sys.pipe()
             outstanding += 1
+            if outstanding > peakOutstanding { peakOutstanding = outstanding }
             return Pipe(readFD: r, writeFD: w)
         } catch {
             if error.code == 38 /* ENOSYS */ || error.code == 22 /* EINVAL */ { unsupported = true }

@@ -32,11 +32,8 @@ extension DownstreamSession {
         s.requestsTotal.add(1, ordering: .relaxed)
         writeAccessLog(status: 101)
         releaseReqHeadForTunnel()
-        // An idle tunnel should cost little: drop the parsed heads' header arrays.
-        head = HTTPRequestHead()
-        respHead = HTTPResponseHead()
-        parser = HTTPRequestParser(maxHeaderSize: 0)
-        respParser = HTTPResponseParser()
+        // An idle tunnel should cost little: the parsing state goes back to the worker's pool.
+        releaseExchangeState()
         excludedUIDs = []
         phase = .tunnel
         tunnel = TunnelState()

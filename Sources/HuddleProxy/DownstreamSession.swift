@@ -43,8 +43,33 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     // Client input: the current head, then body bytes, then any pipelined requests.
     var inBuf: IOBuffer?
-    var parser: HTTPRequestParser
-    var head = HTTPRequestHead()
+    /// Parsing state of the exchange in progress, borrowed from the worker's pool (nil while idle or tunnelling).
+    var ex: ExchangeState?
+    // Views of `ex` that read like fields; `_modify` hands out the storage itself, so parsing in place copies nothing.
+    var parser: HTTPRequestParser {
+        _read { yield ex!.parser }
+        _modify { yield &ex!.parser }
+    }
+    var head: HTTPRequestHead {
+        _read { yield ex!.head }
+        _modify { yield &ex!.head }
+    }
+    var respParser: HTTPResponseParser {
+        _read { yield ex!.respParser }
+        _modify { yield &ex!.respParser }
+    }
+    var respHead: HTTPResponseHead {
+        _read { yield ex!.respHead }
+        _modify { yield &ex!.respHead }
+    }
+    var reqChunks: ChunkedBodyScanner {
+        _read { yield ex!.reqChunks }
+        _modify { yield &ex!.reqChunks }
+    }
+    var respChunks: ChunkedBodyScanner {
+        _read { yield ex!.respChunks }
+        _modify { yield &ex!.respChunks }
+    }
 
     // Timing
     var lastActivity: Int64 = 0
@@ -75,7 +100,6 @@ final class DownstreamSession: TimerNode, EventHandler {
     var logRequestId: Range<Int> = 0..<0
     var reqFraming: BodyFraming = .none
     var reqRemaining: Int64 = 0
-    var reqChunks = ChunkedBodyScanner()
     /// Bytes at the front of inBuf's readable region known to be body and not yet sent.
     var reqBodyReady = 0
     var reqBodyDone = true
@@ -84,14 +108,11 @@ final class DownstreamSession: TimerNode, EventHandler {
     var requestSent = false
 
     // Response side
-    var respParser = HTTPResponseParser()
-    var respHead = HTTPResponseHead()
     var upIn: IOBuffer?
     var respOut: IOBuffer?
     var respHeadDone = false
     var respFraming: BodyFraming = .none
     var respRemaining: Int64 = 0
-    var respChunks = ChunkedBodyScanner()
     var respBodyReady = 0
     var respBodyDone = false
     var respStatus = 0
@@ -110,7 +131,6 @@ final class DownstreamSession: TimerNode, EventHandler {
         self.peer = peer
         self.snapshot = snapshot
         self.block = block
-        parser = HTTPRequestParser(maxHeaderSize: block.config.maxHeaderSize)
         super.init()
     }
 
@@ -244,7 +264,8 @@ final class DownstreamSession: TimerNode, EventHandler {
     private func readHead() -> Bool {
         while true {
             if var b = inBuf, b.readableCount > 0 {
-                let r = parser.parse(b.readableBytes, into: &head)
+                if ex == nil { ex = worker.exchanges.acquire(maxHeaderSize: block.config.maxHeaderSize) }
+                let r = ex!.parser.parse(b.readableBytes, into: &ex!.head)
                 switch r {
                 case .complete:
                     startRequest()
@@ -1137,8 +1158,7 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     private func nextRequest() {
         releaseReqHead()
-        parser.reset()
-        head.reset()
+        releaseExchangeState()
         groupKey = nil
         groupServer = nil
         lastActivity = loop.now
@@ -1154,6 +1174,14 @@ final class DownstreamSession: TimerNode, EventHandler {
             phase = .idle
         }
         armTimer()
+    }
+
+    /// Gives the parsing state back to the pool; the next request borrows a fresh (reset) one.
+    func releaseExchangeState() {
+        if let e = ex {
+            worker.exchanges.release(e)
+            ex = nil
+        }
     }
 
     private func releaseUpIn() {
@@ -1318,6 +1346,7 @@ final class DownstreamSession: TimerNode, EventHandler {
         releaseUpIn()
         releaseRespOut()
         releaseReqHead()
+        releaseExchangeState()
         worker.sessionClosed(self)
     }
 
@@ -1329,6 +1358,7 @@ final class DownstreamSession: TimerNode, EventHandler {
         releaseUpIn()
         releaseRespOut()
         releaseReqHead()
+        releaseExchangeState()
         worker.sessionClosed(self)
     }
 }

@@ -34,6 +34,22 @@ final class ListenerHandler: TimerNode, EventHandler {
     }
 }
 
+/// Once a second on each worker: give back pooled memory and descriptors that a past burst left cached.
+// SAFETY: on its worker's loop thread only.
+final class WorkerHousekeeping: TimerNode {
+    unowned(unsafe) let worker: Worker
+    init(worker: Worker) {
+        self.worker = worker
+        super.init()
+    }
+    override func timerFired(now: Int64) {
+        worker.loop.buffers.trim(keep: 32)
+        worker.loop.pipes.trim(keep: 8)
+        worker.exchanges.trim(keep: 32)
+        worker.loop.timers.schedule(self, at: now + 1000)
+    }
+}
+
 // SAFETY: all mutable state is touched on `loop`'s thread only; other threads reach it through `loop.execute`.
 public final class Worker: @unchecked Sendable {
     public let id: Int
@@ -54,6 +70,9 @@ public final class Worker: @unchecked Sendable {
     var lastLimitLogMs: Int64 = -100_000
     var lastEMFILELogMs: Int64 = -100_000
     var shuttingDown = false
+    var housekeeping: WorkerHousekeeping?
+    /// Parsing state lent to requests in progress.
+    let exchanges = ExchangeStatePool()
     /// Open sessions, for shutdown (a session removes itself when it closes).
     var sessionObjects: [ObjectIdentifier: DownstreamSession] = [:]
 
@@ -73,6 +92,8 @@ public final class Worker: @unchecked Sendable {
         }
         let log = accessLog
         loop.addEndOfTurnHook { log.flush() }
+        housekeeping = WorkerHousekeeping(worker: self)
+        loop.timers.schedule(housekeeping!, at: loop.now + 1000)
     }
 
     var maxConnections: Int { config.config.maxConnectionsPerWorker }
