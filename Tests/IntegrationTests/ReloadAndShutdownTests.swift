@@ -1,0 +1,82 @@
+// SIGHUP reloads without dropping connections (an invalid file leaves the running config); SIGTERM lets an
+// in-flight request finish.
+import Foundation
+import Glibc
+import HuddleDemo
+import HuddleSys
+import XCTest
+
+final class ReloadAndShutdownTests: XCTestCase {
+    private func config(_ backends: [DemoBackend]) -> String {
+        let servers = backends.map { "    server 127.0.0.1:\($0.boundAddresses[0].port) name=\($0.name);" }.joined(separator: "\n")
+        return """
+        admin 127.0.0.1:{ADMIN};
+        upstream app {
+        \(servers)
+        }
+        server {
+            listen 127.0.0.1:{PORT};
+            route / { upstream app; }
+        }
+        """
+    }
+
+    private func generation(_ h: HuddleProcess) throws -> Int {
+        let r = try Harness.curl(["\(h.adminURL)/api/config"])
+        return (try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])?["generation"] as? Int ?? -1
+    }
+
+    func testSIGHUPReloadsKeepsConnectionsAndRejectsABadFile() throws {
+        let a = try Harness.startBackend("ra")
+        let b = try Harness.startBackend("rb")
+        defer { a.stop(); b.stop() }
+        let h = try HuddleProcess(config: config([a]), withAdmin: true)
+        XCTAssertEqual(try generation(h), 1)
+        // An open WebSocket tunnel must survive the reload.
+        let ws = try DemoWebSocketClient(address: SocketAddress(ip: "127.0.0.1", port: h.port)!, path: "/ws")
+        try ws.send(text: "__whoami")
+        XCTAssertEqual(try ws.receive(), .text("ra"))
+
+        // New config: the second backend only.
+        var text = try String(contentsOf: h.configURL, encoding: .utf8)
+        text = text.replacingOccurrences(of: "127.0.0.1:\(a.boundAddresses[0].port) name=ra", with: "127.0.0.1:\(b.boundAddresses[0].port) name=rb")
+        try text.write(to: h.configURL, atomically: true, encoding: .utf8)
+        h.signal(SIGHUP)
+        XCTAssertTrue(Harness.waitFor(10) { (try? self.generation(h)) == 2 }, h.log)
+        var served = ""
+        XCTAssertTrue(Harness.waitFor(10) {
+            served = (try? Harness.curl(["\(h.url)/"]).text) ?? ""
+            return served == "hello from rb\n"
+        }, served)
+        try ws.send(text: "still here")
+        XCTAssertEqual(try ws.receive(), .text("still here"), "the tunnel opened before the reload must keep working")
+
+        // A broken file is reported with its position, and the running config stays.
+        try (text + "\nbogus_directive 1;\n").write(to: h.configURL, atomically: true, encoding: .utf8)
+        h.signal(SIGHUP)
+        XCTAssertTrue(Harness.waitFor(10) { h.log.contains("reload failed") }, h.log)
+        XCTAssertTrue(h.log.contains("bogus_directive"), h.log)
+        XCTAssertEqual(try generation(h), 2)
+        XCTAssertEqual(try Harness.curl(["\(h.url)/"]).text, "hello from rb\n")
+        try? ws.close()
+    }
+
+    func testSIGTERMLetsAnInFlightRequestFinish() throws {
+        let a = try Harness.startBackend("term")
+        defer { a.stop() }
+        let h = try HuddleProcess(config: config([a]), withAdmin: true)
+        let client = try RawClient(port: h.port, receiveTimeoutSeconds: 20)
+        client.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Wait until the request is at the backend, then ask Huddle to stop.
+        XCTAssertTrue(Harness.waitFor(10) {
+            let r = try? Harness.curl(["\(h.adminURL)/metrics"])
+            return r?.text.contains("huddle_server_in_flight{upstream=\"app\",server=\"term\"} 1") ?? false
+        })
+        h.signal(SIGTERM)
+        let response = client.readAll().text
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 200"), response)
+        XCTAssertTrue(response.lowercased().contains("connection: close"), response)
+        XCTAssertTrue(Harness.waitFor(15) { !h.process.isRunning })
+        XCTAssertFalse(Harness.isListening(h.port))
+    }
+}
