@@ -154,48 +154,48 @@ public final class AdminServer: EventHandler {
         return false
     }
 
+    /// Every per-server metric, declared once: name, type, help, and how to read it.
+    private static let serverMetrics: [(name: String, type: String, help: String, value: @Sendable (ServerRuntime) -> Int)] = [
+        ("server_requests_total", "counter", "Requests completed by a backend server.", { $0.requestsTotal.load(ordering: .relaxed) }),
+        ("server_failures_total", "counter", "Failed attempts against a backend server.", { $0.failuresTotal.load(ordering: .relaxed) }),
+        ("server_in_flight", "gauge", "Requests in flight to a backend server.", { $0.inFlight.load(ordering: .relaxed) }),
+        ("server_active_connections", "gauge", "Backend connections in use (requests and tunnels).", { $0.activeConnections.load(ordering: .relaxed) }),
+    ]
+
+    /// Process-wide gauges summed over the workers, declared once.
+    private static let workerMetrics: [(name: String, help: String, value: @Sendable (Proxy.WorkerStats) -> Int)] = [
+        ("client_connections", "Open client connections.", { $0.sessions }),
+        ("tunnels", "Open upgraded (WebSocket) tunnels.", { $0.tunnels }),
+        ("backend_connections", "Open connections to backends, pooled idle ones included.", { $0.upstreamConnections }),
+        ("buffers_in_use", "Pooled I/O buffers lent to connections (idle connections hold none).", { $0.buffersInUse }),
+        ("buffers_cached", "Free I/O buffers kept for reuse.", { $0.buffersCached }),
+        ("pipes_in_use", "Splice pipes lent to tunnels (idle tunnels hold none).", { $0.pipesInUse }),
+        ("pipes_cached", "Free splice pipes kept for reuse.", { $0.pipesCached }),
+    ]
+
     private func metrics(_ rt: RuntimeConfig) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP huddle_\(name) \(help)\n# TYPE huddle_\(name) \(type)\n"
         }
-        family("server_requests_total", "counter", "Requests completed by a backend server.")
-        for u in rt.upstreams { for s in u.servers {
-            out += "huddle_server_requests_total{upstream=\(JSON.string(u.name)),server=\(JSON.string(s.identity))} \(s.requestsTotal.load(ordering: .relaxed))\n"
-        } }
-        family("server_failures_total", "counter", "Failed attempts against a backend server.")
-        for u in rt.upstreams { for s in u.servers {
-            out += "huddle_server_failures_total{upstream=\(JSON.string(u.name)),server=\(JSON.string(s.identity))} \(s.failuresTotal.load(ordering: .relaxed))\n"
-        } }
-        family("server_in_flight", "gauge", "Requests in flight to a backend server.")
-        for u in rt.upstreams { for s in u.servers {
-            out += "huddle_server_in_flight{upstream=\(JSON.string(u.name)),server=\(JSON.string(s.identity))} \(s.inFlight.load(ordering: .relaxed))\n"
-        } }
-        family("server_active_connections", "gauge", "Backend connections in use (requests and tunnels).")
-        for u in rt.upstreams { for s in u.servers {
-            out += "huddle_server_active_connections{upstream=\(JSON.string(u.name)),server=\(JSON.string(s.identity))} \(s.activeConnections.load(ordering: .relaxed))\n"
-        } }
+        for m in Self.serverMetrics {
+            family(m.name, m.type, m.help)
+            for u in rt.upstreams {
+                for s in u.servers {
+                    out += "huddle_\(m.name){upstream=\(JSON.string(u.name)),server=\(JSON.string(s.identity))} \(m.value(s))\n"
+                }
+            }
+        }
         family("groups", "gauge", "Live groups per upstream.")
         let now = loop.now
         for u in rt.upstreams {
-            let t = u.groups.totals(nowMs: now)
-            out += "huddle_groups{upstream=\(JSON.string(u.name))} \(t.groups)\n"
+            out += "huddle_groups{upstream=\(JSON.string(u.name))} \(u.groups.totals(nowMs: now).groups)\n"
         }
         let stats = proxy.workerStats()
-        family("client_connections", "gauge", "Open client connections.")
-        out += "huddle_client_connections \(stats.map(\.sessions).reduce(0, +))\n"
-        family("tunnels", "gauge", "Open upgraded (WebSocket) tunnels.")
-        out += "huddle_tunnels \(stats.map(\.tunnels).reduce(0, +))\n"
-        family("backend_connections", "gauge", "Open connections to backends, pooled idle ones included.")
-        out += "huddle_backend_connections \(stats.map(\.upstreamConnections).reduce(0, +))\n"
-        family("buffers_in_use", "gauge", "Pooled I/O buffers lent to connections (idle connections hold none).")
-        out += "huddle_buffers_in_use \(stats.map(\.buffersInUse).reduce(0, +))\n"
-        family("buffers_cached", "gauge", "Free I/O buffers kept for reuse.")
-        out += "huddle_buffers_cached \(stats.map(\.buffersCached).reduce(0, +))\n"
-        family("pipes_in_use", "gauge", "Splice pipes lent to tunnels (idle tunnels hold none).")
-        out += "huddle_pipes_in_use \(stats.map(\.pipesInUse).reduce(0, +))\n"
-        family("pipes_cached", "gauge", "Free splice pipes kept for reuse.")
-        out += "huddle_pipes_cached \(stats.map(\.pipesCached).reduce(0, +))\n"
+        for m in Self.workerMetrics {
+            family(m.name, "gauge", m.help)
+            out += "huddle_\(m.name) \(stats.map(m.value).reduce(0, +))\n"
+        }
         return out
     }
 }
