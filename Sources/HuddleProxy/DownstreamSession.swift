@@ -31,6 +31,8 @@ final class DownstreamSession: TimerNode, EventHandler {
     var peerIP: [UInt8] = []
     var snapshot: RuntimeConfig
     var block: ServerBlockRuntime
+    /// Which server block of a snapshot this connection's listener belongs to.
+    let blockIndex: Int
     var phase: Phase = .idle
 
     // Edge-triggered readiness of the client socket.
@@ -125,12 +127,13 @@ final class DownstreamSession: TimerNode, EventHandler {
     // Tunnel state (after 101)
     var tunnel: TunnelState?
 
-    init(worker: Worker, fd: Int32, peer: SocketAddress?, snapshot: RuntimeConfig, block: ServerBlockRuntime) {
+    init(worker: Worker, fd: Int32, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int) {
         self.worker = worker
         self.fd = fd
         self.peer = peer
         self.snapshot = snapshot
-        self.block = block
+        self.blockIndex = blockIndex
+        block = snapshot.serverBlocks[blockIndex]
         super.init()
     }
 
@@ -264,7 +267,11 @@ final class DownstreamSession: TimerNode, EventHandler {
     private func readHead() -> Bool {
         while true {
             if var b = inBuf, b.readableCount > 0 {
-                if ex == nil { ex = worker.exchanges.acquire(maxHeaderSize: block.config.maxHeaderSize) }
+                if ex == nil {
+                    // Each request runs on the newest snapshot: a keep-alive client must see a reload's routes and servers.
+                    refreshSnapshot()
+                    ex = worker.exchanges.acquire(maxHeaderSize: block.config.maxHeaderSize)
+                }
                 let r = ex!.parser.parse(b.readableBytes, into: &ex!.head)
                 switch r {
                 case .complete:
@@ -336,8 +343,14 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     // MARK: starting an exchange
 
+    private func refreshSnapshot() {
+        let current = worker.config
+        guard current !== snapshot else { return }
+        snapshot = current
+        if blockIndex < current.serverBlocks.count { block = current.serverBlocks[blockIndex] }
+    }
+
     private func startRequest() {
-        snapshot = worker.config
         requestStartNs = Sys.monotonicNs()
         requestStartWallMs = Sys.wallClockMs()
         method = head.method

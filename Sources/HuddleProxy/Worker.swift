@@ -135,7 +135,7 @@ public final class Worker: @unchecked Sendable {
                 Sys.close(cfd)
                 continue
             }
-            let s = DownstreamSession(worker: self, fd: cfd, peer: peer, snapshot: config, block: config.serverBlocks[l.blockIndex])
+            let s = DownstreamSession(worker: self, fd: cfd, peer: peer, snapshot: config, blockIndex: l.blockIndex)
             do {
                 s.registration = try loop.register(fd: cfd, handler: s)
             } catch {
@@ -203,6 +203,15 @@ public final class Worker: @unchecked Sendable {
     func apply(_ newConfig: RuntimeConfig) {
         config = newConfig
         roundRobin = newConfig.upstreams.map { SmoothRoundRobin(weights: $0.servers.map(\.weight)) }
+        // Idle keep-alive connections to servers the new config dropped (or changed) are of no further use.
+        let live = Set(newConfig.upstreams.flatMap { $0.servers.map(\.uid) })
+        for uid in pools.indices where !live.contains(uid) && !pools[uid].isEmpty {
+            for c in pools[uid] {
+                loop.timers.cancel(c)
+                c.close()
+            }
+            pools[uid].removeAll()
+        }
     }
 
     /// Stops accepting; open sessions finish their current exchange and close.

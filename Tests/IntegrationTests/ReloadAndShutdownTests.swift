@@ -61,6 +61,25 @@ final class ReloadAndShutdownTests: XCTestCase {
         try? ws.close()
     }
 
+    func testAKeepAliveClientSeesTheReloadedServers() throws {
+        let a = try Harness.startBackend("ka-a")
+        let b = try Harness.startBackend("ka-b")
+        defer { a.stop(); b.stop() }
+        let h = try HuddleProcess(config: config([a]), withAdmin: true)
+        let client = try RawClient(port: h.port)
+        client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(client.read { $0.text.hasSuffix("hello from ka-a\n") }.text.hasSuffix("hello from ka-a\n"))
+        var text = try String(contentsOf: h.configURL, encoding: .utf8)
+        text = text.replacingOccurrences(of: "127.0.0.1:\(a.boundAddresses[0].port) name=ka-a", with: "127.0.0.1:\(b.boundAddresses[0].port) name=ka-b")
+        try text.write(to: h.configURL, atomically: true, encoding: .utf8)
+        h.signal(SIGHUP)
+        XCTAssertTrue(Harness.waitFor(10) { (try? self.generation(h)) == 2 }, h.log)
+        // Same client connection, next request: the removed server must not be used any more.
+        client.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let second = client.readAll().text
+        XCTAssertTrue(second.hasSuffix("hello from ka-b\n"), second)
+    }
+
     func testSIGTERMLetsAnInFlightRequestFinish() throws {
         let a = try Harness.startBackend("term")
         defer { a.stop() }
