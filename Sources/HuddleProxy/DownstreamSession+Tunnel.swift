@@ -13,16 +13,23 @@ struct TunnelDirection {
     var buffer: IOBuffer?
     var sourceEOF = false
     var shutdownSent = false
+    var bytes: Int64 = 0
     /// Small messages are copied (one read, one write); a direction that fills whole buffers switches to splice
     /// (like HAProxy's splice-auto), and back when transfers get small.
     var preferSplice = false
-    var bytes: Int64 = 0
+    /// Server-to-client WebSocket frames are followed (never buffered) so a Close frame can be added between them.
+    var frames: WebSocketFrameBoundary?
 }
 
 struct TunnelState {
     var clientToServer = TunnelDirection()
     var serverToClient = TunnelDirection()
+    /// Shutting down: finish the server's current frame, then send the client a Close (1001) and close.
+    var closing = false
 }
+
+/// A WebSocket Close frame from the server side: code 1001 (going away), unmasked.
+private let closeGoingAway: [UInt8] = [0x88, 0x02, 0x03, 0xE9]
 
 extension DownstreamSession {
     /// Switches to tunnelling: the 101 head (in respOut) and any bytes that came with it still go out first.
@@ -37,6 +44,12 @@ extension DownstreamSession {
         excludedUIDs = []
         phase = .tunnel
         tunnel = TunnelState()
+        if upgradeIsWebSocket {
+            var f = WebSocketFrameBoundary()
+            // Frames the server sent right behind its 101 are already in upIn: they count.
+            if let u = upIn { f.consume(u.readableBytes) }
+            tunnel!.serverToClient.frames = f
+        }
         worker.tunnelCount += 1
         lastActivity = loop.now
         armTimer()
@@ -54,17 +67,31 @@ extension DownstreamSession {
         // Leftover user-space bytes first, in order: 101 head + early server bytes to the client, early client bytes to the server.
         ok = flushTunnelLeftovers(c)
         if ok {
+            // While closing, stop taking new frames from the server once the current one is through.
+            let stop = t.closing && (t.serverToClient.frames?.atBoundary ?? true)
             ok = pumpDirection(&t.serverToClient, from: c.fd, to: fd, canRead: &c.canRead, canWrite: &canWrite,
-                               sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers)
+                               sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers, readingStopped: stop)
         }
         if ok {
             ok = pumpDirection(&t.clientToServer, from: fd, to: c.fd, canRead: &canRead, canWrite: &c.canWrite,
-                               sourceHungUp: sawHangup, leftoversPending: hasClientLeftovers)
+                               sourceHungUp: sawHangup, leftoversPending: hasClientLeftovers, readingStopped: false)
         }
         tunnel = t
         if !ok {
             closeTunnel()
             return
+        }
+        if t.closing {
+            let d = t.serverToClient
+            let drained = !hasServerLeftovers && d.inPipe == 0 && (d.buffer?.readableCount ?? 0) == 0
+            if drained && (d.frames?.atBoundary ?? true) {
+                if d.frames != nil && canWrite {
+                    // Best effort: four bytes into an empty socket buffer; if it would block, the TCP close still says it.
+                    closeGoingAway.withUnsafeBytes { _ = try? Sys.write(fd, $0.baseAddress!, $0.count) }
+                }
+                closeTunnel()
+                return
+            }
         }
         let done = t.clientToServer.sourceEOF && t.serverToClient.sourceEOF && t.clientToServer.inPipe == 0 && t.serverToClient.inPipe == 0
             && (t.clientToServer.buffer?.readableCount ?? 0) == 0 && (t.serverToClient.buffer?.readableCount ?? 0) == 0
@@ -122,7 +149,7 @@ extension DownstreamSession {
     }
 
     /// Moves what it can from `src` to `dst`. Returns false on a fatal error.
-    private func pumpDirection(_ d: inout TunnelDirection, from src: Int32, to dst: Int32, canRead: inout Bool, canWrite: inout Bool, sourceHungUp: Bool, leftoversPending: Bool) -> Bool {
+    private func pumpDirection(_ d: inout TunnelDirection, from src: Int32, to dst: Int32, canRead: inout Bool, canWrite: inout Bool, sourceHungUp: Bool, leftoversPending: Bool, readingStopped: Bool) -> Bool {
         if leftoversPending { return true }
         while true {
             // Drain what is in flight first.
@@ -169,11 +196,13 @@ extension DownstreamSession {
                 }
                 return true
             }
-            guard canRead else { return true }
-            if d.preferSplice, let p = loop.pipes.acquire() {
+            guard canRead && !readingStopped else { return true }
+            // With frames followed, splice only up to the next frame header; headers go through the copy path.
+            let spliceLimit = d.frames.map { Int(min(UInt64(1 << 16), $0.bytesBeforeNextHeader)) } ?? 1 << 16
+            if d.preferSplice, spliceLimit > 0, let p = loop.pipes.acquire() {
                 d.pipe = p
                 do {
-                    switch try Sys.splice(from: src, to: p.writeFD, count: 1 << 16, more: true) {
+                    switch try Sys.splice(from: src, to: p.writeFD, count: spliceLimit, more: true) {
                     case .wouldBlock:
                         // The pipe is empty, so EAGAIN means the socket is: wait for the next edge.
                         canRead = false
@@ -186,7 +215,8 @@ extension DownstreamSession {
                     case .done(let n):
                         // A splice's short count does not prove the socket drained (the pipe can fill its slots
                         // with small segments), so no short-read shortcut here; small traffic goes back to copying.
-                        if n < 16 * 1024 { d.preferSplice = false }
+                        if n < 16 * 1024 && n < spliceLimit { d.preferSplice = false }
+                        d.frames?.skip(n)
                         d.inPipe = n
                         lastActivity = loop.now
                         continue
@@ -224,6 +254,7 @@ extension DownstreamSession {
                     // A full buffer means bulk traffic: move it with splice, zero-copy, from now on.
                     if n == b.capacity { d.preferSplice = true }
                     b.writeIndex += n
+                    d.frames?.consume(b.readableBytes)
                     d.buffer = b
                     lastActivity = loop.now
                     continue
@@ -236,9 +267,12 @@ extension DownstreamSession {
         }
     }
 
-    /// SIGTERM while tunnelling: close both sides (a WebSocket close frame 1001 is sent by the shutdown code where possible).
+    /// SIGTERM while tunnelling: a WebSocket client gets a Close (1001, going away) at the next frame boundary, then
+    /// both sides close; other upgraded protocols just close.
     func tunnelShutdown() {
-        closeTunnel()
+        guard phase == .tunnel, tunnel != nil else { return }
+        tunnel!.closing = true
+        tunnelStep()
     }
 
     func closeTunnel() {

@@ -90,6 +90,8 @@ final class DownstreamSession: TimerNode, EventHandler {
     var clientKeepAlive = true
     var clientIsHTTP10 = false
     var isUpgrade = false
+    /// The upgrade is to WebSocket (frames are followed in the tunnel for a clean 1001 on shutdown).
+    var upgradeIsWebSocket = false
     var groupKey: [UInt8]? = nil
     var groupKeyHash: UInt64 = 0
     var groupServer: String? = nil
@@ -376,13 +378,15 @@ final class DownstreamSession: TimerNode, EventHandler {
         }
         // Upgrade only for protocols this route allows; otherwise the Upgrade header is dropped as hop-by-hop.
         isUpgrade = false
+        upgradeIsWebSocket = false
         if head.connectionHasUpgrade, let u = head.upgrade, reqFraming == .none {
             var allowed = false
             ASCIIBytes.forEachToken(in: u, of: bytes) { tok in
                 for p in r.config.allowUpgrades where equalsIgnoringCase(bytes, tok, p) { allowed = true }
             }
             if allowed {
-                if ASCIIBytes.listContainsToken(bytes, u, "websocket") && !WebSocketHandshake.isUpgradeRequest(head, bytes: bytes) {
+                upgradeIsWebSocket = ASCIIBytes.listContainsToken(bytes, u, "websocket")
+                if upgradeIsWebSocket && !WebSocketHandshake.isUpgradeRequest(head, bytes: bytes) {
                     log.info("client \(peerText): malformed WebSocket handshake; answering 400")
                     sendLocalAfterHead(status: 400, message: "malformed WebSocket handshake", close: true)
                     return

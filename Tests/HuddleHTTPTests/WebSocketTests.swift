@@ -138,3 +138,43 @@ final class WebSocketTests: XCTestCase {
         XCTAssertEqual(WebSocketFrame.closePayload(code: 1001, reason: "bye"), [0x03, 0xE9, 0x62, 0x79, 0x65])
     }
 }
+
+final class WebSocketFrameBoundaryTests: XCTestCase {
+    /// Frames of every length class, masked and not, fed in random splits: the tracker is at a boundary exactly
+    /// at the frame ends, and skip() over payload agrees with consume().
+    func testBoundariesAreFoundAtFrameEndsInAnySplit() {
+        var frames: [[UInt8]] = []
+        for (i, len) in [0, 1, 125, 126, 127, 1000, 65535, 65536, 70000].enumerated() {
+            let payload = [UInt8](repeating: UInt8(i), count: len)
+            frames.append(WebSocketFrame.encode(opcode: WebSocketFrame.binary, payload: payload, maskKey: i % 2 == 0 ? nil : 0x1234_5678))
+        }
+        var ends: Set<Int> = []
+        var stream: [UInt8] = []
+        for f in frames {
+            stream += f
+            ends.insert(stream.count)
+        }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            var t = WebSocketFrameBoundary()
+            var pos = 0
+            while pos < stream.count {
+                let step = min(stream.count - pos, Int.random(in: 1...3000, using: &rng))
+                if t.bytesBeforeNextHeader > 0 && Bool.random(using: &rng) {
+                    let n = Int(min(UInt64(step), t.bytesBeforeNextHeader))
+                    t.skip(n)
+                    pos += n
+                } else {
+                    // Byte by byte so every position is checked.
+                    for k in 0..<step {
+                        stream[(pos + k)...(pos + k)].withUnsafeBytes { t.consume($0) }
+                        XCTAssertEqual(t.atBoundary, ends.contains(pos + k + 1), "at \(pos + k + 1)")
+                    }
+                    pos += step
+                }
+                XCTAssertEqual(t.atBoundary, ends.contains(pos), "at \(pos)")
+            }
+            XCTAssertTrue(t.atBoundary)
+        }
+    }
+}

@@ -80,6 +80,35 @@ final class ReloadAndShutdownTests: XCTestCase {
         XCTAssertTrue(second.hasSuffix("hello from ka-b\n"), second)
     }
 
+    func testSIGTERMClosesWebSocketsWith1001AtAFrameBoundary() throws {
+        let a = try Harness.startBackend("bye")
+        defer { a.stop() }
+        let h = try HuddleProcess(config: config([a]), workers: 2, withAdmin: true)
+        let address = SocketAddress(ip: "127.0.0.1", port: h.port)!
+        let idle = try (0..<5).map { _ in try DemoWebSocketClient(address: address, path: "/idle") }
+        for c in idle {
+            try c.send(text: "ping")
+            XCTAssertEqual(try c.receive(), .text("ping"))
+        }
+        // One client has a large message in flight when the signal comes: whatever it gets must be whole frames.
+        let busy = try DemoWebSocketClient(address: address, path: "/busy")
+        let big = [UInt8]((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        try busy.send(binary: big)
+        h.signal(SIGTERM)
+        for c in idle {
+            guard case .close(let code, _) = try c.receive() else { return XCTFail("expected a Close frame") }
+            XCTAssertEqual(code, 1001)
+        }
+        var got = try busy.receive()
+        if case .binary(let echoed) = got {
+            XCTAssertEqual(echoed, big, "the in-flight message must arrive whole")
+            got = try busy.receive()
+        }
+        guard case .close(let code, _) = got else { return XCTFail("expected a Close frame, got \(got)") }
+        XCTAssertEqual(code, 1001)
+        XCTAssertTrue(Harness.waitFor(15) { !h.process.isRunning }, h.log)
+    }
+
     func testSIGTERMLetsAnInFlightRequestFinish() throws {
         let a = try Harness.startBackend("term")
         defer { a.stop() }
