@@ -21,9 +21,13 @@ public final class TimerWheel {
     private var currentTick: Int64
     public private(set) var count = 0
     private var due: [TimerNode] = []
+    /// One bit per slot, set while the slot holds a node: lets the loop sleep until the next slot that has work
+    /// instead of waking every tick (an idle proxy would otherwise wake 100 times a second).
+    private var occupied: [UInt64]
 
     init(now: Int64) {
         heads = Array(repeating: nil, count: slotCount)
+        occupied = Array(repeating: 0, count: slotCount / 64)
         currentTick = now / Self.tickMs
     }
 
@@ -43,6 +47,7 @@ public final class TimerWheel {
         node.next = heads[s]
         heads[s]?.prev = node
         heads[s] = node
+        occupied[s >> 6] |= 1 << UInt64(s & 63)
         count += 1
     }
 
@@ -54,7 +59,10 @@ public final class TimerWheel {
     private static let dueSlot = -2
 
     private func unlink(_ node: TimerNode) {
-        if let p = node.prev { p.next = node.next } else { heads[node.slot] = node.next }
+        if let p = node.prev { p.next = node.next } else {
+            heads[node.slot] = node.next
+            if node.next == nil { occupied[node.slot >> 6] &= ~(1 << UInt64(node.slot & 63)) }
+        }
         node.next?.prev = node.prev
         node.prev = nil
         node.next = nil
@@ -62,9 +70,23 @@ public final class TimerWheel {
         count -= 1
     }
 
+    /// How long the loop may sleep: until the tick of the next occupied slot (at most one lap). Nodes in that slot
+    /// may be due only laps later; then the loop wakes, finds nothing due, and sleeps again.
     func millisecondsToNextTick(now: Int64) -> Int32 {
-        let next = (currentTick + 1) * Self.tickMs
-        return Int32(max(0, min(next - now, Self.tickMs)))
+        guard count > 0 else { return -1 }
+        let start = Int((currentTick + 1) % Int64(slotCount))
+        var ahead = 0
+        while ahead < slotCount {
+            let s = (start + ahead) % slotCount
+            let word = occupied[s >> 6] >> UInt64(s & 63)
+            if word != 0 {
+                ahead += word.trailingZeroBitCount
+                break
+            }
+            ahead += 64 - (s & 63)
+        }
+        let next = (currentTick + 1 + Int64(min(ahead, slotCount - 1))) * Self.tickMs
+        return Int32(max(0, min(next - now, Int64(Int32.max))))
     }
 
     /// Fires every node whose deadline has passed, walking the slots between the last tick and now.
