@@ -877,7 +877,7 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     /// Marks how many unread bytes in inBuf belong to the request body.
     private func classifyRequestBody() {
-        guard var b = inBuf else { return }
+        guard let b = inBuf else { return }
         let avail = b.readableCount
         switch reqFraming {
         case .contentLength:
@@ -918,8 +918,6 @@ final class DownstreamSession: TimerNode, EventHandler {
                 abortExchange()
             }
         }
-        inBuf = b
-        b = inBuf!
     }
 
     private func readRequestBody() -> IOStep {
