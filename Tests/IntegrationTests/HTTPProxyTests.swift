@@ -263,6 +263,12 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertEqual(r2.text, "413")
         let r3 = try Harness.curl(["--data", "small", "\(h.url)/echo"])
         XCTAssertEqual(r3.text, "small")
+        // A chunked body has no length up front: the limit is enforced as the chunks arrive.
+        let r4 = try Harness.curl(["-w", "%{http_code}", "-o", "/dev/null", "-H", "Transfer-Encoding: chunked", "--data", big, "\(h.url)/echo"])
+        XCTAssertEqual(r4.text, "413")
+        XCTAssertTrue(Harness.waitFor(5) { h.log.contains("request body exceeds max_body_size") }, h.log)
+        // The proxy is fine afterwards.
+        XCTAssertEqual(try Harness.curl(["--data", "again", "\(h.url)/echo"]).text, "again")
     }
 
     func testP2CSpreadsRequestsOverBackends() throws {
