@@ -8,7 +8,6 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
@@ -19,7 +18,6 @@ const uint32_t HUDDLE_EPOLLHUP = EPOLLHUP;
 const uint32_t HUDDLE_EPOLLRDHUP = EPOLLRDHUP;
 const uint32_t HUDDLE_EPOLLET = EPOLLET;
 const int HUDDLE_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
-const int HUDDLE_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
 const int HUDDLE_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
 
 int huddle_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
@@ -56,8 +54,6 @@ ssize_t huddle_splice(int fd_in, int fd_out, size_t len, int more) {
 
 int huddle_pipe2(int fds[2]) { return pipe2(fds, O_NONBLOCK | O_CLOEXEC); }
 
-int huddle_pipe_set_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
-
 static int fill_set(sigset_t *set, const int *signals, int count) {
     sigemptyset(set);
     for (int i = 0; i < count; i++) sigaddset(set, signals[i]);
@@ -84,8 +80,6 @@ int huddle_read_signalfd(int fd) {
     if (n < 0 && errno == EAGAIN) return 0;
     return -1;
 }
-
-int huddle_fionread(int fd, int *bytes) { return ioctl(fd, FIONREAD, bytes); }
 
 uint64_t huddle_monotonic_ms(void) {
     struct timespec ts;

@@ -92,10 +92,6 @@ public final class EventLoop: @unchecked Sendable {
         return reg
     }
 
-    public func modify(fd: Int32, registration: Registration, events: UInt32) throws(Errno) {
-        try Sys.epollCtl(epfd, op: HUDDLE_EPOLL_CTL_MOD, fd: fd, events: events, data: registration.packed)
-    }
-
     /// Stops delivering events for `registration`. Closing the fd removes it from epoll; call this before close.
     public func deregister(fd: Int32, registration: Registration) {
         guard registration != .none else { return }

@@ -38,9 +38,4 @@ public enum Sockets {
         try? Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
     }
 
-    /// Makes close() send RST instead of FIN (used to abort a connection whose state is unknown).
-    public static func setLingerZero(_ fd: Int32) {
-        var l = linger(l_onoff: 1, l_linger: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
-    }
 }

@@ -13,7 +13,6 @@ struct TunnelDirection {
     var buffer: IOBuffer?
     var sourceEOF = false
     var shutdownSent = false
-    var bytes: Int64 = 0
     /// Small messages are copied (one read, one write); a direction that fills whole buffers switches to splice
     /// (like HAProxy's splice-auto), and back when transfers get small.
     var preferSplice = false
@@ -162,7 +161,6 @@ extension DownstreamSession {
                         return true
                     case .done(let n):
                         d.inPipe -= n
-                        d.bytes += Int64(n)
                         lastActivity = loop.now
                         continue
                     }
@@ -176,7 +174,6 @@ extension DownstreamSession {
                 guard let n = tunnelWrite(dst, b.readPointer, b.readableCount, &canWrite) else { return false }
                 if n == 0 { return true }
                 d.buffer!.readIndex += n
-                d.bytes += Int64(n)
                 lastActivity = loop.now
                 continue
             }

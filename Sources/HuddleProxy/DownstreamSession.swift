@@ -27,8 +27,12 @@ final class DownstreamSession: TimerNode, EventHandler {
     let fd: Int32
     let peer: SocketAddress?
     var registration = Registration.none
-    /// The client's IP as text, formatted once per connection (X-Forwarded-For).
-    var peerIP: [UInt8] = []
+    /// The client's IP as text, formatted once per connection (X-Forwarded-For, access log).
+    private var peerIP: [UInt8] = []
+    var peerIPText: [UInt8] {
+        if peerIP.isEmpty { peerIP = Array((peer?.ipString ?? "unknown").utf8) }
+        return peerIP
+    }
     var snapshot: RuntimeConfig
     var block: ServerBlockRuntime
     /// Which server block of a snapshot this connection's listener belongs to.
@@ -168,7 +172,6 @@ final class DownstreamSession: TimerNode, EventHandler {
                 pump()
                 return
             }
-            c.connected = true
             phase = .proxying
             phaseStart = loop.now
         }
@@ -535,8 +538,7 @@ final class DownstreamSession: TimerNode, EventHandler {
                 b.append(", ")
             }
         }
-        if peerIP.isEmpty { peerIP = Array((peer?.ipString ?? "unknown").utf8) }
-        peerIP.withUnsafeBytes { _ = b.append($0) }
+        peerIPText.withUnsafeBytes { _ = b.append($0) }
         b.append("\r\nX-Forwarded-Proto: http\r\n")
         if let h = hostRange {
             b.append("X-Forwarded-Host: ")
@@ -626,7 +628,6 @@ final class DownstreamSession: TimerNode, EventHandler {
         lastActivity = loop.now
         if pooledAllowed, let c = worker.takePooled(s) {
             attach(c)
-            c.connected = true
             phase = .proxying
             armTimer()
             return
@@ -646,7 +647,6 @@ final class DownstreamSession: TimerNode, EventHandler {
             }
             worker.upstreamConnectionCount += 1
             attach(c)
-            c.connected = connected
             phase = connected ? .proxying : .connecting
             armTimer()
         } catch {
@@ -1222,15 +1222,16 @@ final class DownstreamSession: TimerNode, EventHandler {
         let methodBytes = UnsafeRawBufferPointer(rebasing: line[0..<sp1])
         let pathBytes = UnsafeRawBufferPointer(rebasing: line[min(sp1 + 1, line.count)..<max(min(sp1 + 1, line.count), sp2 - 1)])
         let now = Sys.monotonicNs()
-        let rec = AccessRecord(
-            startWallMs: requestStartWallMs, client: peer, requestLine: line, method: methodBytes, path: pathBytes,
-            referer: UnsafeRawBufferPointer(rebasing: base[logReferer]),
-            userAgent: UnsafeRawBufferPointer(rebasing: base[logUserAgent]),
-            requestId: UnsafeRawBufferPointer(rebasing: base[logRequestId]),
-            status: status, bytesSent: respBytesSent, upstream: server?.addressText,
-            upstreamMicros: upstreamStartNs > 0 && server != nil ? Int64((now &- upstreamStartNs) / 1000) : 0,
-            totalMicros: Int64((now &- requestStartNs) / 1000))
-        worker.accessLog.write(rec)
+        let upstreamMicros = upstreamStartNs > 0 && server != nil ? Int64((now &- upstreamStartNs) / 1000) : 0
+        peerIPText.withUnsafeBytes { ip in
+            worker.accessLog.write(AccessRecord(
+                startWallMs: requestStartWallMs, client: ip, requestLine: line, method: methodBytes, path: pathBytes,
+                referer: UnsafeRawBufferPointer(rebasing: base[logReferer]),
+                userAgent: UnsafeRawBufferPointer(rebasing: base[logUserAgent]),
+                requestId: UnsafeRawBufferPointer(rebasing: base[logRequestId]),
+                status: status, bytesSent: respBytesSent, upstream: server?.addressText,
+                upstreamMicros: upstreamMicros, totalMicros: Int64((now &- requestStartNs) / 1000)))
+        }
     }
 
     /// Answer a failed exchange locally (502/504/...), keeping the client connection when its request was fully read.

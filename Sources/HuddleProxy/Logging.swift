@@ -117,7 +117,8 @@ public final class ErrorLog: Sendable {
 /// What one access-log line says. Strings here are views into buffers that live until the line is written.
 struct AccessRecord {
     var startWallMs: Int64
-    var client: SocketAddress?
+    /// The client's IP as text (cached per connection).
+    var client: UnsafeRawBufferPointer
     var requestLine: UnsafeRawBufferPointer      // "GET /path HTTP/1.1"
     var method: UnsafeRawBufferPointer
     var path: UnsafeRawBufferPointer
@@ -191,10 +192,9 @@ final class AccessLog {
         if buffer!.writableCount < 4096 + r.requestLine.count + r.userAgent.count + r.referer.count { flush() ; if buffer == nil { buffer = pool.acquire() } }
         guard buffer!.writableCount >= 4096 + r.requestLine.count + r.userAgent.count + r.referer.count else { return }
         var b = buffer!
-        let client = r.client?.ipString ?? "-"
         switch format {
         case .combined:
-            b.append(client)
+            b.append(r.client)
             b.append(" - - [")
             time.common(r.startWallMs, into: &b)
             b.append("] ")
@@ -220,7 +220,7 @@ final class AccessLog {
             b.append("{\"time\":\"")
             time.iso8601(r.startWallMs, into: &b)
             b.append("\",\"client\":\"")
-            b.append(client)
+            b.append(r.client)
             b.append("\",\"method\":")
             Self.appendJSONString(r.method, into: &b)
             b.append(",\"path\":")
@@ -254,13 +254,5 @@ final class AccessLog {
         }
         pool.release(b)
         buffer = nil
-    }
-}
-
-extension IOBuffer {
-    @discardableResult
-    mutating func append(_ bytes: UnsafeRawBufferPointer?) -> Bool {
-        guard let bytes else { return true }
-        return append(bytes)
     }
 }

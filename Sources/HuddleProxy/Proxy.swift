@@ -12,7 +12,6 @@ public final class Proxy: @unchecked Sendable {
     private var workers: [Worker] = []
     private var threads: [pthread_t] = []
     private let state: Locked<ControlState>
-    public let startedAtMs = Sys.wallClockMs()
 
     struct ControlState {
         var runtime: RuntimeConfig
@@ -48,8 +47,6 @@ public final class Proxy: @unchecked Sendable {
     }
 
     public var runtime: RuntimeConfig { state.withLock { $0.runtime } }
-
-    public var workerCount: Int { workers.count }
 
     /// Binds listeners (SO_REUSEPORT, one per worker and address) and starts the worker threads.
     public func start() throws {

@@ -15,7 +15,6 @@ final class UpstreamConnection: TimerNode, EventHandler {
     var canWrite = false
     /// FIN or error signalled: keep reading to EOF rather than stopping at a short read.
     var sawHangup = false
-    var connected = false
     /// Has carried a complete exchange before: a failure on it may be a stale keep-alive race.
     var reused = false
     /// The session using it; nil while pooled.

@@ -18,11 +18,6 @@ public enum Sys {
         try checkNonBlocking { Glibc.send(fd, buf, count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Write to a non-socket descriptor (log files, pipes).
-    public static func writeFile(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
-        try checkNonBlocking { Glibc.write(fd, buf, count) }
-    }
-
     public static func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ count: Int32) throws(Errno) -> IOResult<Int> {
         try checkNonBlocking { Glibc.writev(fd, iov, count) }
     }
@@ -125,12 +120,6 @@ public enum Sys {
         _ = Glibc.shutdown(fd, h)
     }
 
-    /// Bytes waiting in a socket's receive queue or a pipe.
-    public static func pendingBytes(_ fd: Int32) -> Int {
-        var n: Int32 = 0
-        return huddle_fionread(fd, &n) == 0 ? Int(n) : 0
-    }
-
     // MARK: pipes and splice
 
     public static func pipe() throws(Errno) -> (read: Int32, write: Int32) {
@@ -138,8 +127,6 @@ public enum Sys {
         _ = try check { huddle_pipe2(&fds) }
         return (fds[0], fds[1])
     }
-
-    public static func setPipeSize(_ fd: Int32, _ size: Int32) { _ = huddle_pipe_set_size(fd, size) }
 
     /// splice(2) with SPLICE_F_NONBLOCK|SPLICE_F_MOVE; `.done(0)` is end of input.
     public static func splice(from: Int32, to: Int32, count: Int, more: Bool = false) throws(Errno) -> IOResult<Int> {

@@ -23,11 +23,9 @@ int huddle_eventfd(void);
 int huddle_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 ssize_t huddle_splice(int fd_in, int fd_out, size_t len, int more);
 int huddle_pipe2(int fds[2]);
-int huddle_pipe_set_size(int fd, int size);
 int huddle_signalfd(const int *signals, int count);
 int huddle_block_signals(const int *signals, int count);
 int huddle_read_signalfd(int fd);
-int huddle_fionread(int fd, int *bytes);
 uint64_t huddle_monotonic_ms(void);
 uint64_t huddle_monotonic_ns(void);
 uint64_t huddle_realtime_ms(void);
@@ -43,7 +41,6 @@ extern const uint32_t HUDDLE_EPOLLHUP;
 extern const uint32_t HUDDLE_EPOLLRDHUP;
 extern const uint32_t HUDDLE_EPOLLET;
 extern const int HUDDLE_EPOLL_CTL_ADD;
-extern const int HUDDLE_EPOLL_CTL_MOD;
 extern const int HUDDLE_EPOLL_CTL_DEL;
 
 #endif
