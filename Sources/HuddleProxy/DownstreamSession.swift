@@ -332,6 +332,7 @@ final class DownstreamSession: TimerNode, EventHandler {
                 lastActivity = loop.now
                 if phase == .idle {
                     phase = .readingHead
+                    markRequestStart()
                     phaseStart = loop.now
                     armTimer()
                 }
@@ -348,6 +349,13 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     // MARK: starting an exchange
 
+    /// A request's clock starts with its first byte (as nginx's $request_time does).
+    private func markRequestStart() {
+        requestStartNs = Sys.monotonicNs()
+        requestStartWallMs = Sys.wallClockMs()
+        upstreamStartNs = 0
+    }
+
     private func refreshSnapshot() {
         let current = worker.config
         guard current !== snapshot else { return }
@@ -356,8 +364,7 @@ final class DownstreamSession: TimerNode, EventHandler {
     }
 
     private func startRequest() {
-        requestStartNs = Sys.monotonicNs()
-        requestStartWallMs = Sys.wallClockMs()
+        isUpgrade = false
         method = head.method
         clientIsHTTP10 = head.versionMinor == 0
         clientKeepAlive = head.keepAlive && !worker.shuttingDown
@@ -1183,6 +1190,7 @@ final class DownstreamSession: TimerNode, EventHandler {
             nb.compact()
             inBuf = nb
             phase = .readingHead
+            markRequestStart()
             phaseStart = loop.now
         } else {
             releaseInBufIfEmpty()
@@ -1212,8 +1220,20 @@ final class DownstreamSession: TimerNode, EventHandler {
     }
 
     func writeAccessLog(status: Int) {
-        guard worker.accessLog.enabled, let r = reqHead else { return }
-        let base = UnsafeRawBufferPointer(start: r.base, count: r.writeIndex)
+        guard worker.accessLog.enabled else { return }
+        guard let r = reqHead else {
+            // Nothing parseable: the line says who, when and what status, with empty request fields.
+            logRequestLine = 0..<0
+            logReferer = 0..<0
+            logUserAgent = 0..<0
+            logRequestId = 0..<0
+            writeAccessLog(status: status, base: UnsafeRawBufferPointer(start: nil, count: 0))
+            return
+        }
+        writeAccessLog(status: status, base: UnsafeRawBufferPointer(start: r.base, count: r.writeIndex))
+    }
+
+    private func writeAccessLog(status: Int, base: UnsafeRawBufferPointer) {
         let line = UnsafeRawBufferPointer(rebasing: base[logRequestLine])
         var sp1 = 0
         while sp1 < line.count && line[sp1] != 32 { sp1 += 1 }
@@ -1247,7 +1267,10 @@ final class DownstreamSession: TimerNode, EventHandler {
 
     /// A local answer before any exchange state exists (the head was just parsed).
     private func sendLocalAfterHead(status: Int, message: String, close: Bool) {
-        if let b = inBuf, head.headLength <= b.readableCount { inBuf!.readIndex += head.headLength }
+        if let b = inBuf, head.headLength <= b.readableCount {
+            buildForwardedHead(bytes: b.readableBytes)   // the access log reads request line and id from it
+            inBuf!.readIndex += head.headLength
+        }
         if case .contentLength(let n) = head.bodyFraming, n > 0 {
             sendLocal(status: status, message: message, close: true)
         } else {
@@ -1279,7 +1302,7 @@ final class DownstreamSession: TimerNode, EventHandler {
         respStatus = status
         respBytesSent = Int64(body.utf8.count)
         localClose = closing
-        if reqHead != nil { writeAccessLog(status: status) }
+        writeAccessLog(status: status)
         phase = .sendingLocal
         lastActivity = loop.now
         armTimer()

@@ -298,6 +298,38 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertEqual(obj?["upstream"] as? String, "127.0.0.1:\(b.boundAddresses[0].port)")
         XCTAssertNotNil(obj?["total_time_ms"])
     }
+
+    /// Requests Huddle answers itself are logged too, with their status: operators look for 4xx in the access log.
+    func testLocallyAnsweredRequestsAreAccessLogged() throws {
+        let b = try backend("log-local")
+        let h = try HuddleProcess(config: """
+        access_log stderr format=json;
+        upstream app { balance hash; server 127.0.0.1:\(b.boundAddresses[0].port); }
+        server {
+            listen 127.0.0.1:{PORT};
+            route /rooms/ { upstream app; group_key header X-Room; }
+        }
+        """)
+        _ = try Harness.curl(["-H", "X-Request-Id: nf-1", "\(h.url)/nowhere"])
+        _ = try Harness.curl(["-H", "X-Request-Id: nokey-1", "\(h.url)/rooms/"])
+        let c = try RawClient(port: h.port)
+        c.send("GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+        XCTAssertTrue(c.readAll().text.hasPrefix("HTTP/1.1 400"))
+        func line(_ marker: String) -> [String: Any]? {
+            guard let l = h.log.split(separator: "\n").first(where: { $0.contains(marker) }) else { return nil }
+            return try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any]
+        }
+        XCTAssertTrue(Harness.waitFor(5) { line("nf-1") != nil && line("nokey-1") != nil && h.log.contains("\"status\":400,\"bytes\"") }, h.log)
+        XCTAssertEqual(line("nf-1")?["status"] as? Int, 404)
+        XCTAssertEqual(line("nf-1")?["path"] as? String, "/nowhere")
+        XCTAssertEqual(line("nokey-1")?["status"] as? Int, 400)
+        // The unparseable request: a line with its status and the client, empty request fields.
+        let bad = h.log.split(separator: "\n").filter { $0.hasPrefix("{") }.compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.first { ($0["status"] as? Int) == 400 && ($0["method"] as? String) == "" }
+        XCTAssertNotNil(bad, h.log)
+        XCTAssertEqual(bad?["client"] as? String, "127.0.0.1")
+    }
 }
 
 final class DescriptorExhaustionTests: XCTestCase {
