@@ -319,14 +319,18 @@ final class HTTPProxyTests: XCTestCase {
             guard let l = h.log.split(separator: "\n").first(where: { $0.contains(marker) }) else { return nil }
             return try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any]
         }
-        XCTAssertTrue(Harness.waitFor(5) { line("nf-1") != nil && line("nokey-1") != nil && h.log.contains("\"status\":400,\"bytes\"") }, h.log)
+        // The unparseable request: a line with its status and the client, empty request fields.
+        func unparseable() -> [String: Any]? {
+            h.log.split(separator: "\n").filter { $0.hasPrefix("{") }.compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }.first { ($0["status"] as? Int) == 400 && ($0["method"] as? String) == "" }
+        }
+        // Each line is flushed at the end of its loop turn, possibly after the client saw the answer: wait for all three.
+        XCTAssertTrue(Harness.waitFor(5) { line("nf-1") != nil && line("nokey-1") != nil && unparseable() != nil }, h.log)
         XCTAssertEqual(line("nf-1")?["status"] as? Int, 404)
         XCTAssertEqual(line("nf-1")?["path"] as? String, "/nowhere")
         XCTAssertEqual(line("nokey-1")?["status"] as? Int, 400)
-        // The unparseable request: a line with its status and the client, empty request fields.
-        let bad = h.log.split(separator: "\n").filter { $0.hasPrefix("{") }.compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }.first { ($0["status"] as? Int) == 400 && ($0["method"] as? String) == "" }
+        let bad = unparseable()
         XCTAssertNotNil(bad, h.log)
         XCTAssertEqual(bad?["client"] as? String, "127.0.0.1")
     }
