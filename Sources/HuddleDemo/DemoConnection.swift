@@ -38,9 +38,14 @@ final class DemoConnection: TimerNode, EventHandler {
     var isDirty = false
 
     /// Pooled buffers, held only while bytes are in flight: an idle keep-alive or WebSocket connection holds none.
-    var input: IOBuffer
+    private var inputStore: IOBuffer?
+    /// The input buffer; only while `holdsBuffers` (drive() acquires it first).
+    var input: IOBuffer {
+        _read { yield inputStore! }
+        _modify { yield &inputStore! }
+    }
     var output: OutputQueue
-    private var holdsBuffers = true
+    private var holdsBuffers: Bool { inputStore != nil }
     var parser = HTTPRequestParser()
     var head = HTTPRequestHead()
     var task = Task.idle
@@ -76,7 +81,7 @@ final class DemoConnection: TimerNode, EventHandler {
         self.fd = fd
         self.serial = serial
         self.worker = worker
-        input = worker.loop.buffers.acquire()
+        inputStore = worker.loop.buffers.acquire()
         output = OutputQueue(buffer: worker.loop.buffers.acquire())
     }
 
@@ -142,16 +147,14 @@ final class DemoConnection: TimerNode, EventHandler {
 
     func acquireBuffers() {
         if holdsBuffers { return }
-        input = worker.loop.buffers.acquire()
-        output = OutputQueue(buffer: worker.loop.buffers.acquire())
-        holdsBuffers = true
+        inputStore = worker.loop.buffers.acquire()
+        output.adopt(worker.loop.buffers.acquire())
     }
 
     private func releaseBuffersIfIdle() {
         guard holdsBuffers, input.isEmpty, output.isEmpty, !lingering else { return }
-        worker.loop.buffers.release(input)
-        worker.loop.buffers.release(output.buffer)
-        holdsBuffers = false
+        inputStore = nil
+        output.releaseBuffer()
     }
 
     @inline(__always) func consumeInput(_ n: Int) {
@@ -292,11 +295,8 @@ final class DemoConnection: TimerNode, EventHandler {
         worker.loop.timers.cancel(self)
         worker.loop.deregister(fd: fd, registration: registration)
         Sys.close(fd)
-        if holdsBuffers {
-            worker.loop.buffers.release(input)
-            worker.loop.buffers.release(output.buffer)
-            holdsBuffers = false
-        }
+        inputStore = nil
+        output.discardAll()
         if let ws = webSocket {
             worker.counters.webSocketsOpen.wrappingAdd(-1, ordering: .relaxed)
             if let room = ws.room { worker.state.rooms.leave(room, serial: serial) }

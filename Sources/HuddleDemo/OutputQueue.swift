@@ -3,13 +3,38 @@ import HuddleIO
 import HuddleSys
 
 /// Order is preserved: once anything spills, later appends spill too until the spill is written out.
-struct OutputQueue {
-    private(set) var buffer: IOBuffer
+/// The pooled buffer is lent only while the connection is busy (`holdsBuffer`); an idle queue holds none.
+struct OutputQueue: ~Copyable {
+    private var store: IOBuffer?
     private var spill: [UInt8] = []
     private var spillOffset = 0
 
-    init(buffer: IOBuffer) {
-        self.buffer = buffer
+    init(buffer: consuming IOBuffer) {
+        store = consume buffer
+    }
+
+    var holdsBuffer: Bool { store != nil }
+    /// The pooled buffer; only while `holdsBuffer`.
+    private var buffer: IOBuffer {
+        _read { yield store! }
+        _modify { yield &store! }
+    }
+
+    /// Gives the pooled buffer back (only when empty: nothing owed may be lost).
+    mutating func releaseBuffer() {
+        precondition(isEmpty, "releasing an output buffer that still holds bytes")
+        store = nil
+    }
+
+    /// The connection is closing: whatever is still owed is dropped with the buffer.
+    mutating func discardAll() {
+        store = nil
+        spill = []
+        spillOffset = 0
+    }
+
+    mutating func adopt(_ b: consuming IOBuffer) {
+        store = consume b
     }
 
     var isEmpty: Bool { buffer.isEmpty && spillOffset == spill.count }

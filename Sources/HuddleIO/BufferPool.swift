@@ -1,18 +1,26 @@
 // Per-loop cache of fixed-size byte buffers: connections borrow one while they have bytes in flight and return it when idle.
 import HuddleSys
 
-/// A borrowed buffer: raw memory plus read/write cursors. Value type; the owner returns it to its loop's pool.
-public struct IOBuffer {
+/// A borrowed buffer: raw memory plus read/write cursors. Non-copyable: exactly one owner holds it, and the memory
+/// goes back to its pool when that owner drops it (`buffer = nil`, or the owner's own end), so a buffer can be neither
+/// released twice nor used after its release, by construction.
+public struct IOBuffer: ~Copyable {
     public let base: UnsafeMutableRawPointer
     public let capacity: Int
     /// Bytes in [readIndex, writeIndex) are valid and not yet consumed.
     public var readIndex = 0
     public var writeIndex = 0
+    // SAFETY: a pool belongs to its event loop, which outlives every connection (and so every buffer) on it; the
+    // unowned(unsafe) reference keeps the struct trivially movable and spares a retain/release per buffer.
+    unowned(unsafe) let pool: BufferPool
 
-    init(base: UnsafeMutableRawPointer, capacity: Int) {
+    init(base: UnsafeMutableRawPointer, capacity: Int, pool: BufferPool) {
         self.base = base
         self.capacity = capacity
+        self.pool = pool
     }
+
+    deinit { pool.reclaim(base, capacity: capacity) }
 
     @inline(__always) public var readableCount: Int { writeIndex - readIndex }
     @inline(__always) public var writableCount: Int { capacity - writeIndex }
@@ -103,7 +111,7 @@ public final class BufferPool {
         if minimumCapacity <= bufferSize { return acquire() }
         outstanding += 1
         if outstanding > peakOutstanding { peakOutstanding = outstanding }
-        return IOBuffer(base: .allocate(byteCount: minimumCapacity, alignment: 16), capacity: minimumCapacity)
+        return IOBuffer(base: .allocate(byteCount: minimumCapacity, alignment: 16), capacity: minimumCapacity, pool: self)
     }
 
     /// Most buffers lent at once since the last `trim`.
@@ -121,17 +129,39 @@ public final class BufferPool {
         outstanding += 1
         if outstanding > peakOutstanding { peakOutstanding = outstanding }
         let p = free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
-        return IOBuffer(base: p, capacity: bufferSize)
+        return IOBuffer(base: p, capacity: bufferSize, pool: self)
     }
 
-    public func release(_ buffer: IOBuffer) {
+    /// Gives a buffer back now. Dropping it does the same; this spells it out where that reads better.
+    public func release(_ buffer: consuming IOBuffer) {
+        _ = consume buffer
+    }
+
+    /// Called once per buffer, by its deinit.
+    fileprivate func reclaim(_ base: UnsafeMutableRawPointer, capacity: Int) {
         outstanding -= 1
-        if free.count < maxCached && buffer.capacity == bufferSize {
-            free.append(buffer.base)
+        if free.count < maxCached && capacity == bufferSize {
+            free.append(base)
         } else {
-            buffer.base.deallocate()
+            base.deallocate()
         }
     }
 
     public var cachedCount: Int { free.count }
+}
+
+extension Optional where Wrapped: ~Copyable {
+    /// The wrapped value, borrowed in place (or mutated in place), never moved out: `buffer.unwrapped.readableBytes`.
+    /// A plain `buffer!.readableBytes` would try to move a non-copyable value out of its owner. Traps on nil, like `!`.
+    @inline(__always)
+    public var unwrapped: Wrapped {
+        _read { yield self! }
+        _modify { yield &self! }
+    }
+}
+
+extension Optional where Wrapped == IOBuffer {
+    /// Unread bytes of the buffer; 0 when there is no buffer.
+    @inline(__always)
+    public var readableCountOrZero: Int { self != nil ? self.unwrapped.readableCount : 0 }
 }

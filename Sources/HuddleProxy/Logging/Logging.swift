@@ -189,9 +189,9 @@ final class AccessLog {
     func write(_ r: AccessRecord) {
         guard fd != nil else { return }
         if buffer == nil { buffer = pool.acquire() }
-        if buffer!.writableCount < 4096 + r.requestLine.count + r.userAgent.count + r.referer.count { flush() ; if buffer == nil { buffer = pool.acquire() } }
-        guard buffer!.writableCount >= 4096 + r.requestLine.count + r.userAgent.count + r.referer.count else { return }
-        var b = buffer!
+        if buffer.unwrapped.writableCount < 4096 + r.requestLine.count + r.userAgent.count + r.referer.count { flush() ; if buffer == nil { buffer = pool.acquire() } }
+        guard buffer.unwrapped.writableCount >= 4096 + r.requestLine.count + r.userAgent.count + r.referer.count else { return }
+        var b = buffer.take()!
         switch format {
         case .combined:
             b.append(r.client)
@@ -241,18 +241,16 @@ final class AccessLog {
             Self.appendJSONString(r.userAgent, into: &b)
             b.append("}\n")
         }
-        buffer = b
+        buffer = consume b
     }
 
     /// Writes out what has accumulated; called at the end of each loop turn.
     func flush() {
-        guard let fd, var b = buffer else { return }
+        guard let fd, var b = buffer.take() else { return }
         while b.readableCount > 0 {
             let n = Glibc.write(fd, b.readPointer, b.readableCount)
             if n <= 0 { break }
             b.readIndex += n
         }
-        pool.release(b)
-        buffer = nil
     }
 }

@@ -34,9 +34,18 @@ public final class ServerRuntime: Sendable {
     public let failuresTotal = Atomic<Int>(0)
     /// Exponentially weighted moving average of response latency, microseconds.
     public let latencyEwmaMicros = Atomic<Int>(0)
+    /// The upstream's keep-alive settings (`keepalive`, `keepalive_timeout`), refreshed on reload: a backend
+    /// connection going back to a worker's pool is kept or closed by them.
+    let keepalive: Atomic<Int>
+    let keepaliveTimeoutMs: Atomic<Int64>
+    var pooling: (keepalive: Int, keepaliveTimeoutMs: Int64) {
+        (keepalive.load(ordering: .relaxed), keepaliveTimeoutMs.load(ordering: .relaxed))
+    }
 
-    init(uid: Int, config: ServerConfig, address: SocketAddress?) {
+    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?) {
         self.uid = uid
+        keepalive = Atomic(upstream.keepalive)
+        keepaliveTimeoutMs = Atomic(upstream.keepaliveTimeout)
         identity = config.identity
         addressText = config.address.description
         self.address = address
@@ -151,6 +160,8 @@ public final class RuntimeConfig: Sendable {
             var servers: [ServerRuntime] = []
             for s in u.servers {
                 if let o = old?.server(identity: s.identity), o.addressText == s.address.description, o.weight == s.weight {
+                    o.keepalive.store(u.keepalive, ordering: .relaxed)
+                    o.keepaliveTimeoutMs.store(u.keepaliveTimeout, ordering: .relaxed)
                     servers.append(o)
                     continue
                 }
@@ -160,7 +171,7 @@ public final class RuntimeConfig: Sendable {
                 } catch {
                     log("upstream \(u.name): cannot resolve server \(s.address) (\(s.location)): \(error); it stays out of rotation")
                 }
-                servers.append(ServerRuntime(uid: nextUID, config: s, address: addr))
+                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr))
                 nextUID += 1
             }
             ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable()))

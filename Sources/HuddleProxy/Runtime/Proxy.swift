@@ -9,7 +9,7 @@ import HuddleSync
 public final class Proxy: @unchecked Sendable {
     // SAFETY: `workers`/`threads` are set once in start() on the control thread; `state` is a Mutex.
     public let errorLog: ErrorLog
-    private var workers: [Worker] = []
+    private var workers: [Worker<SocketNetwork>] = []
     private var threads: [pthread_t] = []
     private let state: Locked<ControlState>
 
@@ -76,7 +76,7 @@ public final class Proxy: @unchecked Sendable {
             throw error
         }
         for i in 0..<n {
-            let w = try Worker(id: i, config: rt, errorLog: errorLog, listenFDs: fdsPerWorker[i])
+            let w = try Worker(id: i, network: SocketNetwork(), config: rt, errorLog: errorLog, listenFDs: fdsPerWorker[i])
             workers.append(w)
         }
         for w in workers {
@@ -152,7 +152,7 @@ public final class Proxy: @unchecked Sendable {
         let answered = Atomic<Int>(0)
         for w in workers {
             w.loop.execute {
-                total.add(w.openSessions, ordering: .relaxed)
+                total.add(w.openConnections, ordering: .relaxed)
                 answered.add(1, ordering: .releasing)
             }
         }
@@ -180,7 +180,7 @@ public final class Proxy: @unchecked Sendable {
         let answered = Atomic<Int>(0)
         for w in workers {
             w.loop.execute {
-                let v = WorkerStats(sessions: w.sessionCount, tunnels: w.tunnelCount, upstreamConnections: w.upstreamConnectionCount,
+                let v = WorkerStats(sessions: w.openConnections, tunnels: w.counters.tunnels, upstreamConnections: w.counters.upstreamConnections,
                                     buffersInUse: w.loop.buffers.outstanding, buffersCached: w.loop.buffers.cachedCount,
                                     pipesInUse: w.loop.pipes.outstanding, pipesCached: w.loop.pipes.cachedCount)
                 out.withLock { $0[w.id] = v }

@@ -1,0 +1,135 @@
+// Reading a request head, starting its exchange, and moving on to the next request (keep-alive and pipelining).
+import HuddleConfig
+import HuddleHTTP
+import HuddleIO
+import HuddleSys
+
+extension ClientConnection {
+    /// Returns true when the phase changed (an exchange started or a local answer was queued).
+    func readHead() -> Bool {
+        while true {
+            if (inBuf?.readableCount ?? 0) > 0 {
+                if exchange == nil { beginHead() }
+                let x = exchange!
+                switch x.parser.parse(inBuf.unwrapped.readableBytes, into: &x.head) {
+                case .complete:
+                    startExchange(x)
+                    return true
+                case .error(let e):
+                    log.info("client \(peerText): bad request: \(e) (answering \(e.status))")
+                    answerLocally(status: e.status, message: "\(e.reason)", close: true)
+                    return true
+                case .needMore:
+                    if inBuf.unwrapped.writableCount == 0 {
+                        if inBuf.unwrapped.readIndex > 0 {
+                            inBuf.unwrapped.compact()
+                        } else {
+                            log.info("client \(peerText): request head larger than max_header_size (\(block.config.maxHeaderSize)); answering 431")
+                            answerLocally(status: 431, message: "request header fields too large", close: true)
+                            return true
+                        }
+                    }
+                }
+            }
+            guard canRead else {
+                if inBuf?.readableCount == 0 { inBuf = nil }
+                armTimer()
+                return false
+            }
+            if inBuf == nil { inBuf = loop.buffers.acquire(minimumCapacity: block.config.maxHeaderSize) }
+            let r: IOResult<Int>
+            do {
+                r = try stream.read(inBuf.unwrapped.writePointer, inBuf.unwrapped.writableCount)
+            } catch {
+                log.debug("client \(peerText): read failed: \(error)")
+                close()
+                return false
+            }
+            switch r {
+            case .wouldBlock:
+                canRead = false
+            case .done(0):
+                if let n = inBuf?.readableCount, n > 0 {
+                    log.info("client \(peerText): closed the connection in the middle of a request head (\(n) bytes)")
+                }
+                close()
+                return false
+            case .done(let n):
+                // Edge-triggered: a short read means the socket is drained (a later arrival raises a new edge), so the
+                // EAGAIN read can be skipped, unless a hang-up was signalled and EOF must still be read.
+                if n < inBuf.unwrapped.writableCount && !sawHangup { canRead = false }
+                inBuf.unwrapped.writeIndex += n
+                lastActivity = loop.now
+                if phase == .idle { beginHead() }
+            }
+        }
+    }
+
+    /// The first bytes of a request are here: its exchange starts, and with it the request's clock and header timer.
+    private func beginHead() {
+        phase = .readingHead
+        phaseStart = loop.now
+        if exchange == nil {
+            // Each request runs on the newest snapshot: a keep-alive client must see a reload's routes and servers.
+            refreshSnapshot()
+            let x = worker.exchanges.acquire(maxHeaderSize: block.config.maxHeaderSize)
+            x.startNs = Sys.monotonicNs()
+            x.startWallMs = Sys.wallClockMs()
+            exchange = x
+        }
+        armTimer()
+    }
+
+    private func refreshSnapshot() {
+        let current = worker.config
+        guard current !== snapshot else { return }
+        snapshot = current
+        if blockIndex < current.serverBlocks.count { block = current.serverBlocks[blockIndex] }
+    }
+
+    private func startExchange(_ x: Exchange<Net>) {
+        x.method = x.head.method
+        x.clientIsHTTP10 = x.head.versionMinor == 0
+        x.clientKeepAlive = x.head.keepAlive && !worker.shuttingDown
+        let decision = RequestRouter.decide(block: block, head: x.head, bytes: inBuf.unwrapped.readableBytes)
+        switch decision {
+        case .answer(let a):
+            if let why = a.logReason { log.info("client \(peerText): \(why); answering \(a.status)") }
+            answerAfterHead(x, a)
+        case .forward(let plan):
+            x.plan = plan
+            x.request.start(framing: x.head.bodyFraming)
+            writeForwardedHead(x)
+            // The head has been copied out; what follows in inBuf is body, then pipelined requests.
+            inBuf.unwrapped.readIndex += x.head.headLength
+            x.upstream.retriesLeft = plan.route.upstream.config.retries
+            chooseAndConnect()
+        }
+    }
+
+    /// Copies the head for the backend into the exchange's request relay (the access log reads its fields too).
+    func writeForwardedHead(_ x: Exchange<Net>) {
+        if x.request.head == nil { x.request.head = loop.buffers.acquire(minimumCapacity: x.head.headLength + 1024) }
+        x.request.head.unwrapped.clear()
+        let w = worker
+        x.logFields = peerIPText.withUnsafeBytes { ip in
+            ForwardedHead.write(into: &x.request.head!, head: x.head, bytes: inBuf.unwrapped.readableBytes, upgrade: x.upgrade != .none,
+                                clientIP: ip, proto: "http", logFields: w.accessLog.enabled,
+                                newRequestId: { w.appendRequestId(into: &$0) })
+        }
+    }
+
+    /// The exchange is done and the connection stays: the next request may already be buffered (pipelining).
+    func nextRequest() {
+        endExchange()
+        lastActivity = loop.now
+        if (inBuf?.readableCount ?? 0) > 0 {
+            inBuf.unwrapped.compact()
+            beginHead()
+        } else {
+            inBuf = nil
+            phase = .idle
+            armTimer()
+        }
+    }
+}

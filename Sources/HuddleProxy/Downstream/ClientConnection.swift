@@ -1,0 +1,242 @@
+// A client connection: reads request heads, runs one exchange at a time (keep-alive, pipelining), answers locally when
+// it must, and becomes a tunnel after a 101. It owns its socket, its input buffer, the exchange in progress and the
+// tunnel, and has one teardown, `close()`, which releases all of them.
+import HuddleConfig
+import HuddleHTTP
+import HuddleIO
+import HuddleSys
+
+// SAFETY: on its worker's loop thread only.
+final class ClientConnection<Net: Network>: TimerNode, EventHandler {
+    enum Phase {
+        /// Keep-alive: waiting for the first byte of the next request.
+        case idle
+        case readingHead
+        /// Waiting for a non-blocking connect to the chosen server.
+        case connecting
+        /// Request and response in flight.
+        case proxying
+        /// Writing a locally generated response, then continuing or closing.
+        case sendingLocal
+        case tunnel
+        case closed
+    }
+
+    // SAFETY: a worker outlives every connection it owns (it closes them all before it goes away); unowned(unsafe)
+    // skips the strong-retain check that profiling showed on every access.
+    unowned(unsafe) let worker: Worker<Net>
+    let stream: Net.Stream
+    let peer: SocketAddress?
+    var registration = Registration.none
+    /// The socket (closed when dropped) and this connection's place in the worker's count.
+    private var owner: StreamOwner?
+    private var counted: CountToken?
+    /// The client's IP as text, formatted once per connection (X-Forwarded-For, access log).
+    private var peerIP: [UInt8] = []
+    var snapshot: RuntimeConfig
+    var block: ServerBlockRuntime
+    /// Which server block of a snapshot this connection's listener belongs to.
+    let blockIndex: Int
+    var phase: Phase = .idle
+
+    // Edge-triggered readiness of the client socket.
+    var canRead = true
+    var canWrite = true
+    /// The peer's FIN (or an error) has been signalled: reads must continue to EOF, never stop at a short read.
+    var sawHangup = false
+    private var pumping = false
+    private var pumpAgain = false
+
+    /// Client input: the current head, then body bytes, then any pipelined requests.
+    var inBuf: IOBuffer?
+    /// The exchange in progress (from the first byte of a head to the end of its answer), borrowed from the worker.
+    var exchange: Exchange<Net>?
+    /// After a 101: the relay in both directions.
+    var tunnel: Tunnel<Net>?
+    /// Close once the local answer in progress is written.
+    var localClose = false
+
+    var lastActivity: Int64 = 0
+    var phaseStart: Int64 = 0
+
+    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int) {
+        self.worker = worker
+        self.stream = stream
+        self.peer = peer
+        self.snapshot = snapshot
+        self.blockIndex = blockIndex
+        block = snapshot.serverBlocks[blockIndex]
+        owner = StreamOwner(stream)
+        counted = CountToken(worker.counters, .clientConnections)
+        super.init()
+    }
+
+    var loop: EventLoop { worker.loop }
+    var log: ErrorLog { worker.errorLog }
+    var peerText: String { peer?.description ?? "-" }
+    var peerIPText: [UInt8] {
+        if peerIP.isEmpty { peerIP = Array((peer?.ipString ?? "unknown").utf8) }
+        return peerIP
+    }
+
+    func start() {
+        lastActivity = loop.now
+        phaseStart = loop.now
+        armTimer()
+        pump()
+    }
+
+    // MARK: events
+
+    func handleEvent(_ events: UInt32) {
+        if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { canRead = true }
+        if events & (Events.readHangup | Events.hangup | Events.error) != 0 { sawHangup = true }
+        if events & (Events.writable | Events.error | Events.hangup) != 0 { canWrite = true }
+        pump()
+    }
+
+    /// Readiness of the backend connection this connection's exchange or tunnel holds.
+    func upstreamEvent(_ c: UpstreamConnection<Net>) {
+        if phase == .connecting {
+            guard let x = exchange, x.upstream.connection === c else { return }
+            guard c.canWrite || c.canRead else { return }
+            let err = worker.network.pendingError(c.stream)
+            if err != 0 {
+                upstreamFailed(.connect(Errno(err)))
+                pump()
+                return
+            }
+            phase = .proxying
+            phaseStart = loop.now
+        }
+        pump()
+    }
+
+    /// Drives the state machine until nothing more can be done without new readiness.
+    func pump() {
+        if pumping {
+            pumpAgain = true
+            return
+        }
+        pumping = true
+        repeat {
+            pumpAgain = false
+            step()
+        } while pumpAgain && phase != .closed
+        pumping = false
+    }
+
+    private func step() {
+        while true {
+            switch phase {
+            case .idle, .readingHead:
+                if !readHead() { return }
+            case .connecting:
+                return
+            case .proxying:
+                if !proxyStep() { return }
+            case .sendingLocal:
+                if !flushLocal() { return }
+            case .tunnel:
+                tunnel?.step()
+                return
+            case .closed:
+                return
+            }
+        }
+    }
+
+    // MARK: timeouts (lazy: the timer fires at the earliest deadline, which is recomputed from the phase)
+
+    private func currentDeadline() -> Int64 {
+        let b = block.config
+        switch phase {
+        case .idle: return lastActivity + (worker.shuttingDown ? 0 : b.idleTimeout)
+        case .readingHead: return phaseStart + b.headerTimeout
+        case .connecting: return phaseStart + (exchange?.plan?.route.upstream.config.connectTimeout ?? 2000)
+        case .proxying:
+            let rt = exchange?.plan?.route.upstream.config.responseTimeout ?? 60_000
+            return lastActivity + ((exchange?.response.headDone ?? false) ? max(rt, b.idleTimeout) : rt)
+        case .sendingLocal: return lastActivity + b.idleTimeout
+        case .tunnel: return lastActivity + b.tunnelIdleTimeout
+        case .closed: return Int64.max
+        }
+    }
+
+    func armTimer() {
+        let d = currentDeadline()
+        if d == Int64.max { return }
+        if !isArmed || deadline > d { loop.timers.schedule(self, at: d) }
+    }
+
+    override func timerFired(now: Int64) {
+        let d = currentDeadline()
+        if d == Int64.max { return }
+        if now < d {
+            loop.timers.schedule(self, at: d)
+            return
+        }
+        switch phase {
+        case .idle:
+            close()
+        case .readingHead:
+            log.info("client \(peerText): header_timeout (\(block.config.headerTimeout)ms) reached with \(inBuf?.readableCount ?? 0) bytes of request head; answering 408 and closing")
+            answerLocally(status: 408, message: "request head not received in time", close: true)
+        case .connecting:
+            upstreamFailed(.connectTimeout)
+        case .proxying:
+            upstreamFailed(.responseTimeout)
+        case .sendingLocal:
+            close()
+        case .tunnel:
+            log.debug("tunnel \(peerText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
+            close()
+        case .closed:
+            break
+        }
+        // Whatever the timeout queued (a 408/504, a retry) must be driven now: no socket event will come for it.
+        pump()
+    }
+
+    // MARK: the end of an exchange, and of the connection
+
+    /// The exchange is over (answered, upgraded, or abandoned): it is logged once, if it has a status, and goes back to
+    /// the worker's pool, which releases whatever it still holds (server claim, backend link, group membership, buffers).
+    func endExchange() {
+        guard let x = exchange else { return }
+        exchange = nil
+        if x.response.status != 0 { writeAccessLog(x) }
+        worker.exchanges.release(x)
+    }
+
+    /// SIGTERM: idle keep-alive connections close now; busy ones close after their exchange.
+    func shutdownRequested() {
+        exchange?.clientKeepAlive = false
+        switch phase {
+        case .idle: close()
+        case .tunnel: tunnel?.beginShutdown()
+        default: break
+        }
+    }
+
+    /// Something went wrong that leaves nothing to answer (shutdown_timeout, a broken client socket).
+    func abort(reason: String?) {
+        if let r = reason { log.info("client \(peerText): \(r)") }
+        close()
+    }
+
+    /// The one teardown: everything the connection holds is released here, once.
+    func close() {
+        guard phase != .closed else { return }
+        phase = .closed
+        loop.timers.cancel(self)
+        tunnel = nil
+        endExchange()
+        worker.network.deregister(stream, registration, on: loop)
+        registration = .none
+        owner = nil
+        inBuf = nil
+        counted = nil
+        worker.connectionClosed(self)
+    }
+}

@@ -1,0 +1,170 @@
+// Backend -> client: the response head parsed and rewritten (hop-by-hop headers dropped, Connection set for the
+// client), then the body passed through from the backend's input buffer as it arrives, its framing checked.
+import HuddleHTTP
+import HuddleIO
+import HuddleSys
+
+struct ResponseRelay: ~Copyable {
+    var parser = HTTPResponseParser()
+    var head = HTTPResponseHead()
+    var chunks = ChunkedBodyScanner()
+    /// Bytes from the backend: the head while it is parsed, then body.
+    var input: IOBuffer?
+    /// Bytes for the client that are not body: the rewritten head (and interim 1xx heads), or a local answer.
+    var output: IOBuffer?
+    var headDone = false
+    var framing: BodyFraming = .none
+    var remaining: Int64 = 0
+    /// Bytes at the front of `input` known to be body and not yet sent.
+    var bodyReady = 0
+    var bodyDone = false
+    /// The final status (or the local answer's); 0 until there is one.
+    var status = 0
+    /// Body bytes sent to the client.
+    var bytesSent: Int64 = 0
+    /// A byte of the answer reached the client: from now on a failure can only close the connection.
+    var started = false
+    var upstreamReusable = false
+    var closeClient = false
+
+    mutating func reset() {
+        parser.reset()
+        head.reset()
+        chunks.reset()
+        input = nil
+        output = nil
+        resetForAttempt()
+        status = 0
+        bytesSent = 0
+        started = false
+    }
+
+    /// A new backend connection: nothing of an earlier attempt's response counts.
+    mutating func resetForAttempt() {
+        parser.reset()
+        head.reset()
+        input = nil
+        headDone = false
+        framing = .none
+        remaining = 0
+        bodyReady = 0
+        bodyDone = false
+        upstreamReusable = false
+        closeClient = false
+    }
+
+    var outputLeft: Int { output.readableCountOrZero }
+    var hasPendingOutput: Bool { outputLeft > 0 || bodyReady > 0 }
+    var inputLeft: Int { input.readableCountOrZero }
+    /// The last byte of the response has been written to the client.
+    var isComplete: Bool { headDone && bodyDone && bodyReady == 0 && outputLeft == 0 }
+
+    /// Parses what has arrived of the response head.
+    mutating func parseHead() -> HTTPParseResult {
+        parser.parse(input.unwrapped.readableBytes, into: &head)
+    }
+
+    /// Rewrites the head the parser just completed (its bytes are at the front of `input`) into `output`.
+    mutating func writeHead(status: Int, connection: ResponsePlan.ConnectionHeader, upgrade: Bool, pool: BufferPool) {
+        if output == nil { output = pool.acquire(minimumCapacity: head.headLength + 256) }
+        if output.unwrapped.readableCount == 0 { output.unwrapped.clear() }
+        if output.unwrapped.writableCount < head.headLength + 256 { output.unwrapped.compact() }
+        let bytes = input.unwrapped.readableBytes
+        var o = output.take()!
+        o.append("HTTP/1.1 ")
+        o.append(decimal: Int64(status))
+        o.append(byte: 32)
+        o.append(HTTPStatus.reasonPhrase(status))
+        o.append("\r\n")
+        for h in head.headers {
+            if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
+            o.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
+            o.append(": ")
+            o.append(UnsafeRawBufferPointer(rebasing: bytes[h.value]))
+            o.append("\r\n")
+        }
+        if head.isChunked && status >= 200 { o.append("Transfer-Encoding: chunked\r\n") }
+        switch connection {
+        case .none: break
+        case .close: o.append("Connection: close\r\n")
+        case .keepAlive: o.append("Connection: keep-alive\r\n")
+        }
+        if upgrade { o.append("Connection: Upgrade\r\n") }
+        o.append("\r\n")
+        output = consume o
+        input.unwrapped.readIndex += head.headLength
+    }
+
+    /// Starts the body of a final response whose head was just rewritten.
+    mutating func startBody(_ plan: ResponsePlan) {
+        framing = plan.framing
+        upstreamReusable = plan.upstreamReusable
+        closeClient = plan.closeClient
+        headDone = true
+        bodyReady = 0
+        switch framing {
+        case .none:
+            bodyDone = true
+        case .contentLength(let n):
+            remaining = n
+            bodyDone = n == 0
+        case .chunked:
+            chunks.reset()
+            bodyDone = false
+        case .untilClose:
+            bodyDone = false
+        }
+    }
+
+    /// Marks how many unread bytes of `input` are body (`bodyReady`); call when `bodyReady` is 0. Returns the framing
+    /// error of a malformed chunked body.
+    mutating func classifyBody() -> HTTPParseError? {
+        guard let avail = input?.readableCount else { return nil }
+        switch framing {
+        case .contentLength:
+            let take = Int(min(Int64(avail), remaining))
+            remaining -= Int64(take)
+            bodyReady = take
+            if remaining == 0 { bodyDone = true }
+        case .chunked:
+            switch chunks.scan(input.unwrapped.readableBytes) {
+            case .consumed(let n):
+                bodyReady = n
+            case .finished(let n):
+                bodyReady = n
+                bodyDone = true
+            case .error(let e):
+                upstreamReusable = false
+                return e
+            }
+        case .untilClose:
+            bodyReady = avail
+        case .none:
+            bodyDone = true
+        }
+        // Bytes after the response: a misbehaving server. Its connection is not reused.
+        if bodyDone && avail > bodyReady { upstreamReusable = false }
+        return nil
+    }
+
+    /// Writes the pending head bytes and ready body bytes to the client in one call.
+    mutating func write<T: Transport>(to stream: T) throws(Errno) -> IOResult<Int> {
+        let h = outputLeft
+        let r = try stream.writev(h > 0 ? UnsafeRawPointer(output.unwrapped.readPointer) : nil, h,
+                                  bodyReady > 0 ? UnsafeRawPointer(input.unwrapped.readPointer) : nil, bodyReady)
+        if case .done(var w) = r {
+            started = true
+            if h > 0 {
+                let n = min(w, h)
+                output.unwrapped.readIndex += n
+                w -= n
+            }
+            if w > 0 {
+                input.unwrapped.readIndex += w
+                bodyReady -= w
+                bytesSent += Int64(w)
+            }
+        }
+        return r
+    }
+}

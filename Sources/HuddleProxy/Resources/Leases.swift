@@ -1,0 +1,67 @@
+// Claims on shared counters, held by exactly one owner and released when that owner drops them.
+//
+// The rule (docs/ARCHITECTURE.md): a counter that one party raises is lowered by the deinit of a non-copyable token
+// that party holds. A token cannot be copied, so it cannot be released twice; dropping it (`claim = nil`, or its
+// owner ending) is the release, so no path can forget it either.
+import HuddleBalancing
+import HuddleSys
+
+/// One request's place in a server's in-flight count (what p2c reads as load).
+struct InFlightClaim: ~Copyable {
+    let server: ServerRuntime
+
+    init(_ server: ServerRuntime) {
+        self.server = server
+        server.inFlight.add(1, ordering: .relaxed)
+    }
+
+    /// The server answered this request in full: it counts as served. The claim ends here.
+    consuming func complete() {
+        server.requestsTotal.add(1, ordering: .relaxed)
+    }
+
+    deinit { server.inFlight.subtract(1, ordering: .relaxed) }
+}
+
+/// One tunnel's membership of its group: the group stays pinned to `server` while it has members.
+struct GroupMembership: ~Copyable {
+    let groups: GroupTable
+    let key: [UInt8]
+    let keyHash: UInt64
+    let server: String
+    let lingerMs: Int64
+
+    deinit { groups.leave(key: key, keyHash: keyHash, server: server, nowMs: Sys.monotonicMs(), lingerMs: lingerMs) }
+}
+
+/// A worker's own gauges: touched only on its loop thread, so plain integers.
+// SAFETY: on its worker's loop thread only.
+final class LoopCounters {
+    var clientConnections = 0
+    var upstreamConnections = 0
+    var tunnels = 0
+}
+
+/// One unit of a `LoopCounters` gauge, held by the object it counts.
+struct CountToken: ~Copyable {
+    enum Gauge { case clientConnections, upstreamConnections, tunnels }
+    // SAFETY: the counters belong to the worker, which outlives every connection (and so every token) on its loop.
+    unowned(unsafe) let counters: LoopCounters
+    let gauge: Gauge
+
+    init(_ counters: LoopCounters, _ gauge: Gauge) {
+        self.counters = counters
+        self.gauge = gauge
+        Self.add(counters, gauge, 1)
+    }
+
+    deinit { Self.add(counters, gauge, -1) }
+
+    @inline(__always) private static func add(_ c: LoopCounters, _ g: Gauge, _ d: Int) {
+        switch g {
+        case .clientConnections: c.clientConnections += d
+        case .upstreamConnections: c.upstreamConnections += d
+        case .tunnels: c.tunnels += d
+        }
+    }
+}

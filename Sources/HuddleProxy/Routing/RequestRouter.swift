@@ -1,0 +1,95 @@
+// What to do with a parsed request head: forward it on a route (maybe as an upgrade, maybe with a group key), or
+// answer it here. Pure: a function of the snapshot, the head and its bytes; table-tested without sockets.
+import HuddleConfig
+import HuddleHTTP
+import HuddleBalancing
+
+/// How a request asks to switch protocols, as far as its route allows.
+enum UpgradeKind: Equatable {
+    case none
+    case webSocket
+    /// Another protocol the route lists in `allow_upgrade`: tunnelled, frames not followed.
+    case other
+}
+
+enum RoutingDecision {
+    case forward(ForwardPlan)
+    /// Answer locally: `status`, a short text, and the reason for the error log.
+    case answer(LocalAnswer)
+}
+
+struct ForwardPlan {
+    let route: RouteRuntime
+    let upgrade: UpgradeKind
+    /// The group key, decoded, and its stable hash; nil when the route has none or the request carried none.
+    let groupKey: [UInt8]?
+    let groupKeyHash: UInt64
+}
+
+/// A response Huddle writes itself.
+struct LocalAnswer: Equatable {
+    let status: Int
+    let message: String
+    /// The error-log line (nil: nothing worth logging beyond the access log).
+    let logReason: String?
+    /// Close the client connection after the answer (unread body, or a request we cannot trust).
+    let close: Bool
+}
+
+enum RequestRouter {
+    static func decide(block: ServerBlockRuntime, head: HTTPRequestHead, bytes: UnsafeRawBufferPointer) -> RoutingDecision {
+        // A request whose body we will not read must close the connection: the unread bytes cannot be skipped safely.
+        let hasBody = head.bodyFraming != .none
+        guard head.method != .connect else {
+            return .answer(LocalAnswer(status: 405, message: "CONNECT is not supported", logReason: "CONNECT is not supported", close: true))
+        }
+        let path = UnsafeRawBufferPointer(rebasing: bytes[head.path])
+        guard let route = block.route(path: path) else {
+            return .answer(LocalAnswer(status: 404, message: "no route matches this path", logReason: nil, close: hasBody))
+        }
+        let limit = block.config.maxBodySize
+        if limit > 0, case .contentLength(let n) = head.bodyFraming, n > limit {
+            return .answer(LocalAnswer(status: 413, message: "request body larger than max_body_size",
+                                       logReason: "Content-Length \(n) exceeds max_body_size \(limit)", close: true))
+        }
+        // Upgrade only to protocols this route allows; otherwise Upgrade is dropped as a hop-by-hop header.
+        var upgrade = UpgradeKind.none
+        if head.connectionHasUpgrade, let u = head.upgrade, !hasBody {
+            var allowed = false
+            ASCIIBytes.forEachToken(in: u, of: bytes) { tok in
+                for p in route.config.allowUpgrades where equalsIgnoringCase(bytes, tok, p) { allowed = true }
+            }
+            if allowed {
+                if ASCIIBytes.listContainsToken(bytes, u, "websocket") {
+                    guard WebSocketHandshake.isUpgradeRequest(head, bytes: bytes) else {
+                        return .answer(LocalAnswer(status: 400, message: "malformed WebSocket handshake",
+                                                   logReason: "malformed WebSocket handshake", close: true))
+                    }
+                    upgrade = .webSocket
+                } else {
+                    upgrade = .other
+                }
+            }
+        }
+        var key: [UInt8]? = nil
+        if !route.config.groupKeys.isEmpty {
+            key = GroupKeyExtractor.extract(route.config.groupKeys, head: head, bytes: bytes)
+            if key == nil && route.config.groupKeyMissing == .reject {
+                return .answer(LocalAnswer(status: 400, message: "this route needs a group key (\(GroupKeyExtractor.describe(route.config.groupKeys)))",
+                                           logReason: "no group key for route \(route.config.prefix)", close: hasBody))
+            }
+        }
+        return .forward(ForwardPlan(route: route, upgrade: upgrade, groupKey: key, groupKeyHash: key.map { StableHash.hash64($0) } ?? 0))
+    }
+}
+
+/// Case-insensitive comparison of a byte range with a config string (header names, upgrade protocols).
+@inline(__always)
+func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ s: String) -> Bool {
+    var i = range.lowerBound
+    for c in s.utf8 {
+        guard i < range.upperBound, ASCIIBytes.lowercased(bytes[i]) == ASCIIBytes.lowercased(c) else { return false }
+        i += 1
+    }
+    return i == range.upperBound
+}

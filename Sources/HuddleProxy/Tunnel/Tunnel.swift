@@ -1,0 +1,258 @@
+// After a 101: bytes relayed both ways, copied through a pooled buffer while messages are small and spliced (zero-copy,
+// pooled pipes) once a direction carries bulk data; copying is also the fallback where splice can't be used.
+// An idle tunnel holds no buffer and no pipe: both are borrowed only while bytes are in flight.
+import HuddleHTTP
+import HuddleIO
+import HuddleSys
+
+/// One direction of a tunnel. Whatever it holds goes back to the pools when it is dropped.
+struct TunnelDirection: ~Copyable {
+    var pipe: Pipe?
+    /// Copy path (and fallback when no pipe can be had).
+    var buffer: IOBuffer?
+    var sourceEOF = false
+    var shutdownSent = false
+    /// Small messages are copied (one read, one write); a direction that fills whole buffers switches to splice
+    /// (like HAProxy's splice-auto), and back when transfers get small.
+    var preferSplice = false
+    /// Server-to-client WebSocket frames are followed (never buffered) so a Close frame can be added between them.
+    var frames: WebSocketFrameBoundary?
+
+    /// Bytes read from the source and not yet written to the destination.
+    var inFlight: Int { (pipe != nil ? pipe.unwrapped.buffered : 0) + buffer.readableCountOrZero }
+}
+
+/// A WebSocket Close frame from the server side: code 1001 (going away), unmasked.
+private let closeGoingAway: [UInt8] = [0x88, 0x02, 0x03, 0xE9]
+
+/// A tunnel owns the backend link (and so the backend connection), the group membership, its place in the worker's
+/// tunnel count and its directions' pipes and buffers; its client connection drops it in its one teardown.
+// SAFETY: on its worker's loop thread only.
+final class Tunnel<Net: Network> {
+    // SAFETY: the client connection owns the tunnel and outlives it.
+    unowned(unsafe) let client: ClientConnection<Net>
+    private var link: UpstreamLink?
+    private var membership: GroupMembership?
+    private var counted: CountToken?
+    let server: ServerRuntime
+    private var toServer = TunnelDirection()
+    private var toClient = TunnelDirection()
+    /// Shutting down: finish the server's current frame, then send the client a Close (1001) and close.
+    private var closing = false
+    // Bytes that were already in user space when the tunnel began, sent first and in order: the 101 head and any
+    // server bytes behind it go to the client, client bytes sent after its handshake go to the server.
+    private var headOut: IOBuffer?
+    private var serverEarly: IOBuffer?
+    private var clientEarly: IOBuffer?
+
+    init(client: ClientConnection<Net>, link: consuming UpstreamLink, membership: consuming GroupMembership?,
+         headOut: consuming IOBuffer?, serverEarly: consuming IOBuffer?, clientEarly: consuming IOBuffer?, followFrames: Bool) {
+        self.client = client
+        server = link.typed(Net.self).server
+        self.link = consume link
+        self.membership = consume membership
+        counted = CountToken(client.worker.counters, .tunnels)
+        self.headOut = consume headOut
+        self.serverEarly = consume serverEarly
+        self.clientEarly = consume clientEarly
+        if followFrames {
+            var f = WebSocketFrameBoundary()
+            // Frames the server sent right behind its 101 count.
+            if let b = self.serverEarly?.readableBytes { f.consume(b) }
+            toClient.frames = f
+        }
+    }
+
+    var serverText: String { server.addressText }
+    private var loop: EventLoop { client.worker.loop }
+    private var hasServerLeftovers: Bool { (headOut?.readableCount ?? 0) > 0 || (serverEarly?.readableCount ?? 0) > 0 }
+    private var hasClientLeftovers: Bool { (clientEarly?.readableCount ?? 0) > 0 }
+
+    func step() {
+        guard client.phase == .tunnel, link != nil else { return }
+        let c = link.unwrapped.typed(Net.self)
+        var ok = flushLeftovers(c)
+        if ok {
+            // While closing, stop taking new frames from the server once the current one is through.
+            let stop = closing && (toClient.frames?.atBoundary ?? true)
+            ok = pump(&toClient, from: c.stream, to: client.stream, canRead: &c.canRead, canWrite: &client.canWrite,
+                      sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers, readingStopped: stop)
+        }
+        if ok {
+            ok = pump(&toServer, from: client.stream, to: c.stream, canRead: &client.canRead, canWrite: &c.canWrite,
+                      sourceHungUp: client.sawHangup, leftoversPending: hasClientLeftovers, readingStopped: false)
+        }
+        if !ok {
+            client.close()
+            return
+        }
+        if closing && !hasServerLeftovers && toClient.inFlight == 0 && (toClient.frames?.atBoundary ?? true) {
+            if toClient.frames != nil && client.canWrite {
+                // Best effort: four bytes into an empty socket buffer; if it would block, the TCP close still says it.
+                closeGoingAway.withUnsafeBytes { _ = try? client.stream.write($0.baseAddress!, $0.count) }
+            }
+            client.close()
+            return
+        }
+        if toServer.sourceEOF && toClient.sourceEOF && toServer.inFlight == 0 && toClient.inFlight == 0 {
+            client.close()
+            return
+        }
+        client.armTimer()
+    }
+
+    /// SIGTERM: a WebSocket client gets a Close (1001, going away) at the next frame boundary, then both sides close;
+    /// other upgraded protocols just close.
+    func beginShutdown() {
+        closing = true
+        step()
+    }
+
+    /// Returns false on a fatal socket error.
+    private func flushLeftovers(_ c: UpstreamConnection<Net>) -> Bool {
+        while client.canWrite && (headOut?.readableCount ?? 0) > 0 {
+            guard let n = write(client.stream, headOut.unwrapped.readPointer, headOut.unwrapped.readableCount, &client.canWrite) else { return false }
+            if n == 0 { break }
+            headOut.unwrapped.readIndex += n
+        }
+        if headOut?.readableCount == 0 { headOut = nil }
+        if headOut == nil {
+            while client.canWrite && (serverEarly?.readableCount ?? 0) > 0 {
+                guard let n = write(client.stream, serverEarly.unwrapped.readPointer, serverEarly.unwrapped.readableCount, &client.canWrite) else { return false }
+                if n == 0 { break }
+                serverEarly.unwrapped.readIndex += n
+                client.lastActivity = loop.now
+            }
+            if serverEarly?.readableCount == 0 { serverEarly = nil }
+        }
+        while c.canWrite && (clientEarly?.readableCount ?? 0) > 0 {
+            guard let n = write(c.stream, clientEarly.unwrapped.readPointer, clientEarly.unwrapped.readableCount, &c.canWrite) else { return false }
+            if n == 0 { break }
+            clientEarly.unwrapped.readIndex += n
+            client.lastActivity = loop.now
+        }
+        if clientEarly?.readableCount == 0 { clientEarly = nil }
+        return true
+    }
+
+    /// Writes; nil on a fatal error, 0 when the socket would block.
+    private func write(_ dst: Net.Stream, _ p: UnsafeRawPointer, _ n: Int, _ canWrite: inout Bool) -> Int? {
+        do {
+            switch try dst.write(p, n) {
+            case .wouldBlock:
+                canWrite = false
+                return 0
+            case .done(let w):
+                return w
+            }
+        } catch {
+            client.log.debug("tunnel \(client.peerText): write failed: \(error)")
+            return nil
+        }
+    }
+
+    /// Moves what it can from `src` to `dst`. Returns false on a fatal error.
+    private func pump(_ d: inout TunnelDirection, from src: Net.Stream, to dst: Net.Stream, canRead: inout Bool, canWrite: inout Bool,
+                      sourceHungUp: Bool, leftoversPending: Bool, readingStopped: Bool) -> Bool {
+        if leftoversPending { return true }
+        while true {
+            // Drain what is in flight first.
+            if (d.pipe?.buffered ?? 0) > 0 {
+                guard canWrite, let out = dst.spliceFD else { return true }
+                do {
+                    switch try Sys.splice(from: d.pipe.unwrapped.readFD, to: out, count: d.pipe.unwrapped.buffered) {
+                    case .wouldBlock:
+                        canWrite = false
+                        return true
+                    case .done(let n):
+                        d.pipe.unwrapped.buffered -= n
+                        client.lastActivity = loop.now
+                        continue
+                    }
+                } catch {
+                    client.log.debug("tunnel \(client.peerText): splice out failed: \(error)")
+                    return false
+                }
+            }
+            if (d.buffer?.readableCount ?? 0) > 0 {
+                guard canWrite else { return true }
+                guard let n = write(dst, d.buffer.unwrapped.readPointer, d.buffer.unwrapped.readableCount, &canWrite) else { return false }
+                if n == 0 { return true }
+                d.buffer.unwrapped.readIndex += n
+                client.lastActivity = loop.now
+                continue
+            }
+            // Nothing in flight: give the pipe and buffer back so an idle tunnel holds neither.
+            d.pipe = nil
+            d.buffer = nil
+            if d.sourceEOF {
+                if !d.shutdownSent {
+                    d.shutdownSent = true
+                    dst.shutdownWrite()
+                }
+                return true
+            }
+            guard canRead && !readingStopped else { return true }
+            // With frames followed, splice only up to the next frame header; headers go through the copy path.
+            let spliceLimit = d.frames.map { Int(min(UInt64(1 << 16), $0.bytesBeforeNextHeader)) } ?? 1 << 16
+            if d.preferSplice, spliceLimit > 0, let inFD = src.spliceFD, dst.spliceFD != nil, let p = loop.pipes.acquire() {
+                d.pipe = consume p
+                do {
+                    switch try Sys.splice(from: inFD, to: d.pipe.unwrapped.writeFD, count: spliceLimit, more: true) {
+                    case .wouldBlock:
+                        // The pipe is empty, so EAGAIN means the socket is: wait for the next edge.
+                        canRead = false
+                        d.pipe = nil
+                        return true
+                    case .done(0):
+                        d.sourceEOF = true
+                        continue
+                    case .done(let n):
+                        // A splice's short count does not prove the socket drained (the pipe can fill its slots
+                        // with small segments), so no short-read shortcut here; small traffic goes back to copying.
+                        if n < 16 * 1024 && n < spliceLimit { d.preferSplice = false }
+                        d.frames?.skip(n)
+                        d.pipe.unwrapped.buffered = n
+                        client.lastActivity = loop.now
+                        continue
+                    }
+                } catch {
+                    d.pipe = nil
+                    if error.code == 22 /* EINVAL */ || error.code == 38 /* ENOSYS */ {
+                        // This socket type can't splice: copy from now on.
+                        loop.pipes.markUnsupported()
+                        continue
+                    }
+                    client.log.debug("tunnel \(client.peerText): splice in failed: \(error)")
+                    return false
+                }
+            }
+            // Copy path.
+            var b = loop.buffers.acquire()
+            do {
+                switch try src.read(b.writePointer, b.writableCount) {
+                case .wouldBlock:
+                    canRead = false
+                    return true
+                case .done(0):
+                    d.sourceEOF = true
+                    continue
+                case .done(let n):
+                    // TCP reads return what is queued, up to the size asked: a short read means drained, and a later
+                    // arrival raises a new edge, so skip the EAGAIN read (unless a FIN was signalled: read to EOF).
+                    if n < b.capacity && !sourceHungUp { canRead = false }
+                    // A full buffer means bulk traffic: move it with splice, zero-copy, from now on.
+                    if n == b.capacity { d.preferSplice = true }
+                    b.writeIndex += n
+                    d.frames?.consume(b.readableBytes)
+                    d.buffer = consume b
+                    client.lastActivity = loop.now
+                    continue
+                }
+            } catch {
+                client.log.debug("tunnel \(client.peerText): read failed: \(error)")
+                return false
+            }
+        }
+    }
+}

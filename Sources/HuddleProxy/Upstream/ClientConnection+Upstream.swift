@@ -1,0 +1,152 @@
+// The backend side of an exchange: choose a server, connect (or take a pooled connection), and when the backend
+// fails, carry out what `FailurePolicy` decides: replay, retry elsewhere, answer 502/504, or cut the client.
+import HuddleBalancing
+import HuddleHTTP
+import HuddleIO
+import HuddleSys
+
+extension ClientConnection {
+    /// Picks a server for the exchange (never one it already failed on) and connects to it, or answers 502.
+    func chooseAndConnect() {
+        guard let x = exchange, let plan = x.plan else { return }
+        let u = plan.route.upstream
+        // A retried upgrade leaves its group first: rejoining may place the group on a working server.
+        x.upstream.membership = nil
+        var choice: ServerChoice?
+        if u.index < worker.roundRobin.count {
+            choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
+                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng,
+                                         roundRobin: &worker.roundRobin[u.index])
+        } else {
+            // The snapshot changed under a retry: its upstream has no round-robin state on this worker any more.
+            var rr = SmoothRoundRobin(weights: u.servers.map(\.weight))
+            choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
+                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr)
+        }
+        guard var c = choice.take() else {
+            if let f = x.upstream.lastFailure {
+                // A retry found no other server: the client learns what went wrong with the one that was tried.
+                let status = f.isTimeout ? 504 : 502
+                log.error("upstream \(u.name): no other server to retry on for \(peerText) after \(f); answering \(status)")
+                failExchange(status: status, message: Self.failureMessage(status))
+            } else {
+                log.error("upstream \(u.name): no server available for \(peerText); answering 502")
+                failExchange(status: 502, message: "no backend server is available")
+            }
+            return
+        }
+        x.upstream.membership = c.membership.take()
+        connect(to: c.server, pooledAllowed: true)
+    }
+
+    /// Assigns the exchange to `s`: a pooled keep-alive connection if allowed and available, else a new connect.
+    private func connect(to s: ServerRuntime, pooledAllowed: Bool) {
+        let x = exchange!
+        x.upstream.claim = InFlightClaim(s)
+        x.servedBy = s
+        x.upstreamStartNs = Sys.monotonicNs()
+        phaseStart = loop.now
+        lastActivity = loop.now
+        if pooledAllowed, let c = worker.upstreamPool.take(s) {
+            attach(c)
+            phase = .proxying
+            armTimer()
+            return
+        }
+        guard let addr = s.address else {
+            upstreamFailed(.connect(Errno(113)))   // EHOSTUNREACH: the name did not resolve
+            return
+        }
+        do throws(Errno) {
+            let (stream, connected) = try worker.network.connect(to: addr)
+            let c = UpstreamConnection(worker: worker, stream: stream, server: s)
+            do throws(Errno) {
+                c.registration = try worker.network.register(stream, handler: c, on: loop)
+            } catch {
+                c.close()
+                throw error
+            }
+            attach(c)
+            phase = connected ? .proxying : .connecting
+            armTimer()
+        } catch {
+            upstreamFailed(.connect(error))
+        }
+    }
+
+    private func attach(_ c: UpstreamConnection<Net>) {
+        let x = exchange!
+        x.upstream.link = UpstreamLink(c, user: self)
+        x.response.resetForAttempt()
+        x.request.rewind()
+    }
+
+    /// A backend problem on the exchange's current attempt.
+    func upstreamFailed(_ f: UpstreamFailure) {
+        guard let x = exchange, let s = x.upstream.server else { return }
+        let ctx = FailureContext(
+            responseStarted: x.response.started,
+            connectionReused: x.upstream.connection?.reused ?? false,
+            responseBytesSeen: x.response.headDone || x.response.inputLeft > 0,
+            requestBodySent: x.request.sentAny,
+            requestHasBody: x.request.framing.hasBody,
+            idempotent: x.method.isIdempotent,
+            retriesLeft: x.upstream.retriesLeft)
+        let (decision, countsAgainstServer) = FailurePolicy.decide(f, ctx)
+        // This attempt's connection is finished, whatever comes next.
+        x.upstream.link = nil
+        x.response.input = nil
+        if countsAgainstServer { s.failuresTotal.add(1, ordering: .relaxed) }
+        let name = x.plan?.route.upstream.name ?? "-"
+        switch decision {
+        case .closeClient:
+            log.error("upstream \(name) server \(s.addressText): \(f) while sending the response to \(peerText); closing the client connection")
+            close()
+        case .replayOnNewConnection:
+            log.debug("server \(s.addressText): reused connection \(f); replaying on a new connection")
+            // The server's other idle connections are likely as stale.
+            worker.upstreamPool.discardAll(s)
+            connect(to: s, pooledAllowed: false)
+        case .retryElsewhere:
+            x.upstream.retriesLeft -= 1
+            x.upstream.excluded.append(s.uid)
+            x.upstream.claim = nil
+            x.upstream.lastFailure = f
+            log.warn("upstream \(name) server \(s.addressText): \(f) for \(methodText(x)) request from \(peerText); retrying on another server")
+            chooseAndConnect()
+        case .answer(let status):
+            log.error("upstream \(name) server \(s.addressText): \(f) for \(methodText(x)) request from \(peerText); answering \(status)")
+            failExchange(status: status, message: Self.failureMessage(status))
+        }
+    }
+
+    /// Answers a failed exchange locally, keeping the client connection when its request was fully read.
+    func failExchange(status: Int, message: String) {
+        guard let x = exchange else { return }
+        let mustClose = !x.request.done || x.request.sentAny
+        answerLocally(status: status, message: message, close: mustClose)
+    }
+
+    static func failureMessage(_ status: Int) -> String {
+        status == 504 ? "the backend server did not answer in time" : "the backend server could not be reached or failed"
+    }
+
+    func methodText(_ x: Exchange<Net>) -> String {
+        guard let base = x.request.head?.base else { return "-" }
+        let line = UnsafeRawBufferPointer(start: base, count: x.logFields.requestLine.upperBound)
+        var end = 0
+        while end < line.count && line[end] != 32 { end += 1 }
+        return String(decoding: line[0..<end], as: UTF8.self)
+    }
+}
+
+extension BodyFraming {
+    /// Bytes follow the head (an empty Content-Length body is no body).
+    var hasBody: Bool {
+        switch self {
+        case .none: return false
+        case .contentLength(let n): return n > 0
+        case .chunked, .untilClose: return true
+        }
+    }
+}

@@ -1,0 +1,61 @@
+// Which server an exchange goes to: the group's server for a keyed upgrade (joining the group), the key's owner for
+// a keyed request, else the upstream's balancer (p2c or smooth round robin). Never a server already tried.
+import HuddleBalancing
+import HuddleSys
+
+/// The chosen server, and for a keyed upgrade the new member's place in its group.
+struct ServerChoice: ~Copyable {
+    let server: ServerRuntime
+    var membership: GroupMembership?
+
+    /// `excluded` are server uids this exchange already failed on. For an upgrade with a key, the returned membership
+    /// is the tunnel's place in its group (dropping it leaves the group).
+    static func choose(
+        upstream u: UpstreamRuntime, key: [UInt8]?, keyHash: UInt64, upgrade: Bool, excluded: [Int], nowMs: Int64,
+        rng: inout FastRandom, roundRobin: inout SmoothRoundRobin
+    ) -> ServerChoice? {
+        let servers = u.servers
+        func eligible(_ s: ServerRuntime) -> Bool { s.isAvailable && !excluded.contains(s.uid) }
+        if u.config.balance == .hash, let key {
+            if upgrade {
+                // A tunnel joins its group: the first member places it, later members follow it.
+                let factor = u.config.hashBalanceFactor
+                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, isUsable: { id in
+                    guard let s = u.server(identity: id) else { return false }
+                    return eligible(s)
+                }, place: {
+                    let i: Int?
+                    if let f = factor {
+                        i = u.hash.place(keyHash: keyHash, factor: f, isEligible: { eligible(servers[$0]) },
+                                         load: { servers[$0].activeConnections.load(ordering: .relaxed) })
+                    } else {
+                        i = u.hash.owner(keyHash: keyHash, isEligible: { eligible(servers[$0]) })
+                    }
+                    return i.map { servers[$0].identity }
+                })
+                guard let m = member else { return nil }
+                // The membership exists from here on: if the server vanished meanwhile, dropping it leaves the group.
+                let membership = GroupMembership(groups: u.groups, key: key, keyHash: keyHash, server: m.server, lingerMs: u.config.groupLinger)
+                guard let s = u.server(identity: m.server) else { return nil }
+                return ServerChoice(server: s, membership: membership)
+            }
+            // A plain request with a key follows the live group if there is one, else the key's owner.
+            if let g = u.groups.lookup(key: key, keyHash: keyHash, nowMs: nowMs),
+               let s = u.server(identity: g.server), eligible(s) {
+                return ServerChoice(server: s, membership: nil)
+            }
+            guard let i = u.hash.owner(keyHash: keyHash, isEligible: { eligible(servers[$0]) }) else { return nil }
+            return ServerChoice(server: servers[i], membership: nil)
+        }
+        let picked: Int?
+        switch u.config.balance {
+        case .roundRobin:
+            picked = roundRobin.pick(isEligible: { eligible(servers[$0]) })
+        default:
+            picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) },
+                                load: { servers[$0].inFlight.load(ordering: .relaxed) })
+        }
+        guard let i = picked else { return nil }
+        return ServerChoice(server: servers[i], membership: nil)
+    }
+}

@@ -1,0 +1,30 @@
+// The backend side of one exchange: the server it is assigned to (an in-flight claim), the connection it uses (a link),
+// the group membership of an upgrade, and what retries are left. Dropping a field releases what it holds.
+import HuddleIO
+
+struct UpstreamAttempt<Net: Network>: ~Copyable {
+    /// The server this attempt is on; its in-flight count includes this exchange while the claim exists.
+    var claim: InFlightClaim?
+    /// The backend connection in use.
+    var link: UpstreamLink?
+    /// For an upgrade to a grouped route: this member's place in its group.
+    var membership: GroupMembership?
+    /// Server uids already tried by this exchange (a retry goes elsewhere).
+    var excluded: [Int] = []
+    var retriesLeft = 0
+    /// Why the previous attempt failed: if no other server is left to retry on, the client gets its status.
+    var lastFailure: UpstreamFailure?
+
+    var server: ServerRuntime? { claim != nil ? claim.unwrapped.server : nil }
+    var connection: UpstreamConnection<Net>? { link != nil ? link.unwrapped.typed(Net.self) : nil }
+    var holdsAnything: Bool { claim != nil || link != nil || membership != nil }
+
+    mutating func reset() {
+        claim = nil
+        link = nil
+        membership = nil
+        excluded.removeAll(keepingCapacity: true)
+        retriesLeft = 0
+        lastFailure = nil
+    }
+}

@@ -1,0 +1,77 @@
+// A worker's listening socket for one `listen` of one server block (SO_REUSEPORT: every worker has its own).
+import HuddleIO
+import HuddleSys
+
+// SAFETY: on its worker's loop thread only.
+final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
+    // SAFETY: the worker owns its listeners and outlives them.
+    unowned(unsafe) let worker: Worker<Net>
+    let fd: Int32
+    /// Index of the server block in the current snapshot.
+    let blockIndex: Int
+    var registration = Registration.none
+    /// Accepting is paused after descriptor exhaustion; a timer resumes it.
+    var paused = false
+    private var closed = false
+
+    init(worker: Worker<Net>, fd: Int32, blockIndex: Int) {
+        self.worker = worker
+        self.fd = fd
+        self.blockIndex = blockIndex
+        super.init()
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if !paused { acceptLoop() }
+    }
+
+    /// End of an accept pause (descriptor exhaustion).
+    override func timerFired(now: Int64) {
+        paused = false
+        acceptLoop()
+    }
+
+    func acceptLoop() {
+        let w = worker
+        while !w.shuttingDown && !closed {
+            if w.openConnections >= w.maxConnections {
+                if !w.acceptPausedForLimit {
+                    w.acceptPausedForLimit = true
+                    if w.loop.now - w.lastLimitLogMs > 10_000 {
+                        w.lastLimitLogMs = w.loop.now
+                        w.errorLog.warn("worker \(w.id): \(w.openConnections) client connections open, the max_connections limit; new connections wait in the listen queue")
+                    }
+                }
+                return
+            }
+            let r: IOResult<(Int32, SocketAddress?)>
+            do {
+                r = try Sys.accept(fd)
+            } catch {
+                if error.isOutOfDescriptors {
+                    // Out of descriptors: pause this listener briefly instead of spinning on the pending connection.
+                    if w.loop.now - w.lastEMFILELogMs > 10_000 {
+                        w.lastEMFILELogMs = w.loop.now
+                        w.errorLog.error("worker \(w.id): accept failed: \(error); pausing accepts for 100ms (\(w.openConnections) client and \(w.counters.upstreamConnections) backend connections open)")
+                    }
+                    paused = true
+                    w.loop.timers.schedule(self, at: w.loop.now + 100)
+                } else {
+                    w.errorLog.error("worker \(w.id): accept failed: \(error)")
+                }
+                return
+            }
+            guard case .done(let (cfd, peer)) = r else { return }
+            Sockets.setNoDelay(cfd)
+            w.adopt(w.network.adopt(acceptedFD: cfd), peer: peer, blockIndex: blockIndex)
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        worker.loop.deregister(fd: fd, registration: registration)
+        worker.loop.timers.cancel(self)
+        Sys.close(fd)
+    }
+}

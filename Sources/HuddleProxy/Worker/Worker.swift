@@ -1,0 +1,151 @@
+// One worker thread: its event loop, listening sockets, client connections, backend connection pool and logs.
+import HuddleBalancing
+import HuddleConfig
+import HuddleIO
+import HuddleSys
+
+// SAFETY: all mutable state is touched on `loop`'s thread only; other threads reach it through `loop.execute`.
+public final class Worker<Net: Network>: @unchecked Sendable {
+    public let id: Int
+    public let loop: EventLoop
+    let network: Net
+    let errorLog: ErrorLog
+    var config: RuntimeConfig
+    var accessLog: AccessLog
+    var listeners: [ListenerHandler<Net>] = []
+    var rng: FastRandom
+    /// Smooth round-robin state per upstream index of the current snapshot.
+    var roundRobin: [SmoothRoundRobin] = []
+    /// Client connections, backend connections and tunnels open on this worker (each counted by its own token).
+    let counters = LoopCounters()
+    /// Parsing and relay state lent to exchanges in progress.
+    let exchanges = ExchangePool<Net>()
+    private(set) var upstreamPool: UpstreamPool<Net>!
+    var acceptPausedForLimit = false
+    /// A connection closed while accepting was paused at the limit: accepting resumes at the end of this loop turn
+    /// (never inside the closing connection's call stack).
+    private var acceptResumePending = false
+    var lastLimitLogMs: Int64 = -100_000
+    var lastEMFILELogMs: Int64 = -100_000
+    var shuttingDown = false
+    var housekeeping: WorkerHousekeeping<Net>?
+    /// Open client connections, for shutdown (a connection removes itself when it closes).
+    private var connections: [ObjectIdentifier: ClientConnection<Net>] = [:]
+
+    init(id: Int, network: Net, config: RuntimeConfig, errorLog: ErrorLog, listenFDs: [(fd: Int32, blockIndex: Int)]) throws(Errno) {
+        self.id = id
+        self.network = network
+        let maxHeader = config.config.servers.map(\.maxHeaderSize).max() ?? 16384
+        loop = try EventLoop(id: id, bufferSize: max(16 * 1024, maxHeader))
+        self.config = config
+        self.errorLog = errorLog
+        accessLog = AccessLog(config.config.accessLog, pool: loop.buffers)
+        rng = FastRandom(seed: UInt64(Sys.monotonicNs()) &+ UInt64(id) &* 0x9E37_79B9_7F4A_7C15)
+        roundRobin = config.upstreams.map { SmoothRoundRobin(weights: $0.servers.map(\.weight)) }
+        upstreamPool = UpstreamPool(worker: self)
+        for l in listenFDs {
+            let h = ListenerHandler(worker: self, fd: l.fd, blockIndex: l.blockIndex)
+            h.registration = try loop.register(fd: l.fd, events: Events.readable | Events.edgeTriggered, handler: h)
+            listeners.append(h)
+        }
+        let log = accessLog
+        loop.addEndOfTurnHook { [unowned self] in
+            log.flush()
+            if self.acceptResumePending { self.resumeAccepting() }
+        }
+        housekeeping = WorkerHousekeeping(worker: self)
+        loop.timers.schedule(housekeeping!, at: loop.now + 1000)
+    }
+
+    var maxConnections: Int { config.config.maxConnectionsPerWorker }
+    var openConnections: Int { counters.clientConnections }
+
+    // MARK: connections
+
+    /// Takes a new client connection (accepted here, or handed over by a test's in-memory network).
+    @discardableResult
+    func adopt(_ stream: Net.Stream, peer: SocketAddress?, blockIndex: Int) -> ClientConnection<Net>? {
+        guard blockIndex < config.serverBlocks.count else {
+            _ = StreamOwner(stream)   // closes it
+            return nil
+        }
+        let c = ClientConnection(worker: self, stream: stream, peer: peer, snapshot: config, blockIndex: blockIndex)
+        do {
+            c.registration = try network.register(stream, handler: c, on: loop)
+        } catch {
+            c.close()
+            return nil
+        }
+        connections[ObjectIdentifier(c)] = c
+        c.start()
+        return c
+    }
+
+    /// Called by a connection's teardown, once.
+    func connectionClosed(_ c: ClientConnection<Net>) {
+        connections[ObjectIdentifier(c)] = nil
+        if acceptPausedForLimit && counters.clientConnections < maxConnections { acceptResumePending = true }
+    }
+
+    private func resumeAccepting() {
+        acceptResumePending = false
+        guard acceptPausedForLimit, counters.clientConnections < maxConnections else { return }
+        acceptPausedForLimit = false
+        for l in listeners where !l.paused { l.acceptLoop() }
+    }
+
+    // MARK: config and shutdown (on the loop thread, posted by the process)
+
+    func apply(_ newConfig: RuntimeConfig) {
+        config = newConfig
+        roundRobin = newConfig.upstreams.map { SmoothRoundRobin(weights: $0.servers.map(\.weight)) }
+        // Idle keep-alive connections to servers the new config dropped (or changed) are of no further use.
+        upstreamPool.keepOnly(Set(newConfig.upstreams.flatMap { $0.servers.map(\.uid) }))
+    }
+
+    /// Stops accepting; open connections finish their current exchange and close.
+    func beginShutdown() {
+        shuttingDown = true
+        for l in listeners { l.close() }
+        listeners.removeAll()
+        upstreamPool.closeAll()
+        for c in Array(connections.values) { c.shutdownRequested() }
+    }
+
+    /// Closes everything still open (shutdown_timeout reached).
+    func forceClose() {
+        for c in Array(connections.values) { c.abort(reason: nil) }
+        upstreamPool.closeAll()
+    }
+
+    /// A fresh request id: 16 random bytes as 32 hex digits.
+    func appendRequestId(into b: inout IOBuffer) {
+        let hex: StaticString = "0123456789abcdef"
+        let a = rng.next()
+        let c = rng.next()
+        hex.withUTF8Buffer { h in
+            var w = a
+            for i in 0..<32 {
+                if i == 16 { w = c }
+                b.append(byte: h[Int(w & 15)])
+                w >>= 4
+            }
+        }
+    }
+}
+
+/// Once a second on each worker: give back pooled memory and descriptors that a past burst left cached.
+// SAFETY: on its worker's loop thread only.
+final class WorkerHousekeeping<Net: Network>: TimerNode {
+    unowned(unsafe) let worker: Worker<Net>
+    init(worker: Worker<Net>) {
+        self.worker = worker
+        super.init()
+    }
+    override func timerFired(now: Int64) {
+        worker.loop.buffers.trim(keep: 32)
+        worker.loop.pipes.trim(keep: 8)
+        worker.exchanges.trim(keep: 32)
+        worker.loop.timers.schedule(self, at: now + 1000)
+    }
+}
