@@ -3,32 +3,13 @@ import HuddleBalancing
 import HuddleConfig
 import HuddleHTTP
 import HuddleIO
+import HuddleJSON
 import HuddleSys
 
-/// JSON text building without Foundation.
+/// Quoted JSON strings, through the one escaper (HuddleJSON).
 enum JSON {
-    static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
-
-    static func bytes(_ b: [UInt8]) -> String { string(String(decoding: b, as: UTF8.self)) }
+    static func string(_ s: String) -> String { JSONEscaping.quoted(s) }
+    static func bytes(_ b: [UInt8]) -> String { JSONEscaping.quoted(bytes: b) }
 }
 
 /// Serves the admin endpoints on the control loop (not a worker): admin traffic never competes with proxied requests.
