@@ -75,6 +75,8 @@ public final class Worker: @unchecked Sendable {
     let exchanges = ExchangeStatePool()
     /// Open sessions, for shutdown (a session removes itself when it closes).
     var sessionObjects: [ObjectIdentifier: DownstreamSession] = [:]
+    /// Figures published at the end of each loop turn for the admin port and shutdown (Worker+Stats.swift).
+    let published = WorkerStatsSlot()
 
     init(id: Int, config: RuntimeConfig, errorLog: ErrorLog, listenFDs: [(fd: Int32, blockIndex: Int)]) throws(Errno) {
         self.id = id
@@ -94,6 +96,8 @@ public final class Worker: @unchecked Sendable {
         loop.addEndOfTurnHook { log.flush() }
         housekeeping = WorkerHousekeeping(worker: self)
         loop.timers.schedule(housekeeping!, at: loop.now + 1000)
+        loop.addEndOfTurnHook { [unowned self] in self.publishStats() }
+        publishStats()
     }
 
     var maxConnections: Int { config.config.maxConnectionsPerWorker }
