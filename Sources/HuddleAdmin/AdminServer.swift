@@ -49,6 +49,8 @@ public final class AdminServer: EventHandler {
 
     func respond(_ request: AdminRequest) -> AdminResponse {
         switch (request.method, request.path) {
+        case (.get, "/"):
+            return dashboard()
         case (.get, "/healthz"), (.head, "/healthz"):
             return .text(200, "ok\n")
         case (.get, "/api/lookup"):

@@ -51,6 +51,12 @@ final class AdminPortTests: XCTestCase {
         XCTAssertEqual(workers(h)?.clients, 7)
         XCTAssertTrue(text.contains("huddle_worker_stats_age_seconds{worker=\"0\"} "), text)
         XCTAssertTrue(text.contains("huddle_worker_stats_age_seconds{worker=\"1\"} "), text)
+        let page = try Harness.curl(["-i", "\(h.adminURL)/"]).text
+        XCTAssertTrue(page.hasPrefix("HTTP/1.1 200"), page)
+        XCTAssertTrue(page.lowercased().contains("content-type: text/html"), page)
+        XCTAssertTrue(page.contains("<h2>Upstream <code>app</code>"), page)
+        XCTAssertTrue(page.contains("127.0.0.1:\(b.boundAddresses[0].port)"), page)
+        XCTAssertEqual(page.components(separatedBy: "<tr><td>").count - 1, 3, "one server row and two worker rows:\n\(page)")
 
         // Nothing happens on the workers now: for longer than the stale threshold (2 s) they only wake for their
         // housekeeping timer, and that must keep their figures fresh and unchanged.
