@@ -72,7 +72,7 @@ enum Metrics {
         MetricDeclaration(name: "huddle_pipes_cached", type: .gauge, help: "Free splice pipes kept for reuse.",
                           source: .workerSum { $0.pipesCached }),
         MetricDeclaration(name: "huddle_worker_stats_age_seconds", type: .gauge,
-                          help: "Age of a worker's last published figures; over 2 seconds the worker is stale and the sums above hold its last figures.",
+                          help: "Age of a worker's last published figures; over \(WorkerStats.staleAfterMs / 1000) seconds the worker is stale and the sums above hold its last figures.",
                           source: .worker { Double($0.ageMs) / 1000 }),
         MetricDeclaration(name: "huddle_reloads_total", type: .counter, help: "Configuration reloads by result (the initial load not counted).",
                           source: .reloads),

@@ -3,7 +3,6 @@ import Glibc
 import HuddleConfig
 import HuddleIO
 import HuddleSys
-import Synchronization
 import HuddleSync
 
 public final class Proxy: @unchecked Sendable {
