@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // Huddle: a layer-7 HTTP/WebSocket load balancer. Targets are layered; dependencies only point down:
-// CHuddleLinux -> HuddleSys -> HuddleIO -> HuddleProxy -> huddle; pure HuddleHTTP/HuddleBalancing/HuddleConfig.
+// CHuddleLinux -> HuddleSys -> HuddleIO -> HuddleProxy -> HuddleAdmin -> huddle; pure HuddleHTTP/HuddleJSON/
+// HuddleBalancing/HuddleConfig.
 import PackageDescription
 
 // Release builds skip Swift's dynamic exclusivity checks in the data-plane modules: profiling showed them at ~3% of
@@ -21,13 +22,17 @@ let package = Package(
         .target(name: "HuddleSync"),
         .target(name: "HuddleIO", dependencies: ["HuddleSys", "HuddleSync", "CHuddleLinux"], swiftSettings: hotPath),
         .target(name: "HuddleHTTP", swiftSettings: hotPath),
+        .target(name: "HuddleJSON", swiftSettings: hotPath),
         .target(name: "HuddleBalancing", dependencies: ["HuddleSync"], swiftSettings: hotPath),
         .target(name: "HuddleConfig"),
-        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleBalancing", "HuddleConfig", "HuddleSync"], swiftSettings: hotPath),
-        .target(name: "HuddleDemo", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleSync"], swiftSettings: hotPath),
-        .executableTarget(name: "huddle", dependencies: ["HuddleProxy", "HuddleConfig", "HuddleDemo"]),
+        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync"], swiftSettings: hotPath),
+        .target(name: "HuddleAdmin", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleConfig", "HuddleBalancing"]),
+        .target(name: "HuddleDemo", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleSync"], swiftSettings: hotPath),
+        .executableTarget(name: "huddle", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleDemo"]),
         .executableTarget(name: "huddle-backend", dependencies: ["HuddleDemo"]),
         .testTarget(name: "HuddleHTTPTests", dependencies: ["HuddleHTTP"]),
+        .testTarget(name: "HuddleJSONTests", dependencies: ["HuddleJSON"]),
+        .testTarget(name: "HuddleAdminTests", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleJSON"]),
         .testTarget(name: "HuddleConfigTests", dependencies: ["HuddleConfig"]),
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),

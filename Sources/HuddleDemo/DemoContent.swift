@@ -1,4 +1,5 @@
 // Bodies the demo backend serves: the /bytes pattern, JSON and HTML escaping, and the chat room page.
+import HuddleJSON
 
 enum DemoContent {
     /// Byte i of every /bytes body is i % 251; any run of up to 64 KiB starting at offset (i % 251) is a slice
@@ -16,21 +17,19 @@ enum DemoContent {
         }
     }
 
-    static func jsonEscaped(_ bytes: some Sequence<UInt8>) -> [UInt8] {
+    /// The inside of a JSON string (the one escaper, HuddleJSON; invalid UTF-8 becomes U+FFFD).
+    static func jsonEscaped(_ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        for b in bytes {
-            switch b {
-            case 0x22: out += [0x5C, 0x22]
-            case 0x5C: out += [0x5C, 0x5C]
-            case 0x0A: out += [0x5C, 0x6E]
-            case 0x0D: out += [0x5C, 0x72]
-            case 0x09: out += [0x5C, 0x74]
-            // "<" escaped too, so the text can sit inside an inline <script> without ending it.
-            case 0x3C, 0x00..<0x20, 0x7F:
-                out += [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]]
-            default: out.append(b)
-            }
+        bytes.withUnsafeBytes { JSONEscaping.appendQuoted($0, to: &out) }
+        return Array(out.dropFirst().dropLast())
+    }
+
+    /// A JSON string body that can also sit inside an inline `<script>`: `<` (which JSON leaves alone) becomes
+    /// `\u003c`, so the text cannot end the script element.
+    static func scriptSafeJSONEscaped(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        for b in jsonEscaped(bytes) {
+            if b == 0x3C { out += Array("\\u003c".utf8) } else { out.append(b) }
         }
         return out
     }
@@ -63,7 +62,7 @@ enum DemoContent {
     static func roomPage(backend: String, room: [UInt8]) -> [UInt8] {
         let roomHTML = String(decoding: htmlEscaped(room), as: UTF8.self)
         let backendHTML = String(decoding: htmlEscaped(Array(backend.utf8)), as: UTF8.self)
-        let roomJS = String(decoding: jsonEscaped(room), as: UTF8.self)
+        let roomJS = String(decoding: scriptSafeJSONEscaped(room), as: UTF8.self)
         let page = """
         <!doctype html>
         <html><head><meta charset="utf-8"><title>Huddle room \(roomHTML)</title>

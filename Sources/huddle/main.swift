@@ -1,6 +1,7 @@
 // huddle: command line, signals and wiring. With no config it runs the built-in demo.
 import Foundation
 import Glibc
+import HuddleAdmin
 import HuddleConfig
 import HuddleDemo
 import HuddleIO
@@ -148,26 +149,28 @@ final class Reloader: Sendable {
         self.proxy = proxy
     }
 
-func reload() -> (ok: Bool, json: String) {
-    guard let path else {
-        proxy.errorLog.warn("reload requested, but the demo has no config file to reload")
-        return (false, "{\"ok\":false,\"error\":\"the demo runs without a config file\"}\n")
-    }
-    switch loadConfig(path) {
-    case .failure(let errors):
-        for e in errors.errors { proxy.errorLog.error("reload: \(e)") }
-        proxy.errorLog.error("reload failed; the running configuration stays")
-        let list = errors.errors.map { "\"" + $0.description.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-        return (false, "{\"ok\":false,\"errors\":[\(list.joined(separator: ","))]}\n")
-    case .success(let c):
-        switch proxy.reload(c) {
-        case .success(let gen): return (true, "{\"ok\":true,\"generation\":\(gen)}\n")
-        case .failure(let e):
-            proxy.errorLog.error("reload failed: \(e); the running configuration stays")
-            return (false, "{\"ok\":false,\"errors\":[\"\(e)\"]}\n")
+    /// Reloads and logs the outcome; POST /api/reload also renders it as its JSON answer.
+    func reload() -> ReloadOutcome {
+        guard let path else {
+            proxy.errorLog.warn("reload requested, but the demo has no config file to reload")
+            return .unavailable("the demo runs without a config file")
+        }
+        switch loadConfig(path) {
+        case .failure(let errors):
+            for e in errors.errors { proxy.errorLog.error("reload: \(e)") }
+            proxy.errorLog.error("reload failed; the running configuration stays")
+            proxy.recordFailedReload(errors.description)
+            return .invalid(errors.errors)
+        case .success(let c):
+            switch proxy.reload(c) {
+            case .success(let gen): return .reloaded(generation: gen)
+            case .failure(let e):
+                proxy.errorLog.error("reload failed: \(e); the running configuration stays")
+                if let errors = e as? ConfigErrors { return .invalid(errors.errors) }
+                return .failed("\(e)")
+            }
         }
     }
-}
 }
 let reloader = Reloader(path: configPath, proxy: proxy)
 admin?.onReload = { reloader.reload() }

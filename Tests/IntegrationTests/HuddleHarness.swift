@@ -135,8 +135,13 @@ final class HuddleProcess {
     let adminPort: UInt16?
 
     /// Writes `config` (with `{PORT}` and `{ADMIN}` replaced) and starts huddle; waits until it accepts connections.
-    init(config: String, workers: Int = 1, withAdmin: Bool = false) throws {
-        let dir = Harness.temporaryDirectory()
+    /// `directoryName`, when given, is a subdirectory of the temporary one to hold the config (file names in messages).
+    init(config: String, workers: Int = 1, withAdmin: Bool = false, directoryName: String? = nil) throws {
+        var dir = Harness.temporaryDirectory()
+        if let d = directoryName {
+            dir = dir.appendingPathComponent(d)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        }
         port = Harness.freePort()
         adminPort = withAdmin ? Harness.freePort() : nil
         var text = config.replacingOccurrences(of: "{PORT}", with: String(port))

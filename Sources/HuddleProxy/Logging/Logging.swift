@@ -2,6 +2,7 @@
 import Glibc
 import HuddleConfig
 import HuddleIO
+import HuddleJSON
 import HuddleSys
 import Synchronization
 import HuddleSync
@@ -149,35 +150,43 @@ final class AccessLog {
 
     var enabled: Bool { fd != nil }
 
-    private static func appendJSONString(_ bytes: UnsafeRawBufferPointer, into b: inout IOBuffer) {
+    /// `bytes` as a quoted JSON string, escaped in place into the buffer (no String, no allocation). At most `limit`
+    /// bytes of escaped text: a longer field is cut at a character boundary, so the line stays valid JSON.
+    private static func appendJSONString(_ bytes: UnsafeRawBufferPointer, limit: Int, into b: inout IOBuffer) {
         b.append(byte: 34)
+        let room = max(0, min(limit, b.writableCount - 1))
+        let r = JSONEscaping.escape(bytes, into: UnsafeMutableRawBufferPointer(start: b.writePointer, count: room))
+        b.writeIndex += r.written
+        b.append(byte: 34)
+    }
+
+    private static func appendJSONString(_ s: String, limit: Int, into b: inout IOBuffer) {
+        var s = s
+        s.withUTF8 { appendJSONString(UnsafeRawBufferPointer($0), limit: limit, into: &b) }
+    }
+
+    /// A quoted field of the combined format; at most `limit` bytes inside the quotes.
+    private static func appendQuotedCLF(_ bytes: UnsafeRawBufferPointer, limit: Int, into b: inout IOBuffer) {
+        b.append(byte: 34)
+        if bytes.isEmpty { b.append(byte: 45) }
+        var used = 0
         for c in bytes {
-            switch c {
-            case 34: b.append("\\\"")
-            case 92: b.append("\\\\")
-            case 0..<32, 127:
-                b.append("\\u00")
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                b.append(byte: hex[Int(c >> 4)]); b.append(byte: hex[Int(c & 15)])
-            default: b.append(byte: c)
+            if c == 34 || c == 92 || c < 32 || c == 127 {
+                guard used + 2 <= limit else { break }
+                b.append(byte: 92)
+                b.append(byte: c < 32 || c == 127 ? 63 : c)
+                used += 2
+            } else {
+                guard used + 1 <= limit else { break }
+                b.append(byte: c)
+                used += 1
             }
         }
         b.append(byte: 34)
     }
 
-    private static func appendQuotedCLF(_ bytes: UnsafeRawBufferPointer, into b: inout IOBuffer) {
-        b.append(byte: 34)
-        if bytes.isEmpty { b.append(byte: 45) }
-        for c in bytes {
-            if c == 34 || c == 92 || c < 32 || c == 127 {
-                b.append(byte: 92)
-                b.append(byte: c < 32 || c == 127 ? 63 : c)
-            } else {
-                b.append(byte: c)
-            }
-        }
-        b.append(byte: 34)
-    }
+    /// Room for a line's fixed text (time, names, numbers, punctuation) with margin; the fields are bounded apart.
+    private static let fixedReserve = 512
 
     private static func appendMillis(_ micros: Int64, into b: inout IOBuffer) {
         b.append(decimal: micros / 1000)
@@ -188,9 +197,24 @@ final class AccessLog {
 
     func write(_ r: AccessRecord) {
         guard fd != nil else { return }
+        // Worst case of the variable fields once quoted: JSON escapes grow a byte to at most 6, the CLF quoting to 2.
+        let upstreamCount = r.upstream?.utf8.count ?? 1
+        let fields: Int
+        let variable: Int
+        switch format {
+        case .json:
+            fields = 6
+            variable = JSONEscaping.maxExpansion * (r.client.count + r.method.count + r.path.count + r.requestId.count + r.userAgent.count + upstreamCount)
+        case .combined:
+            fields = 6
+            variable = r.client.count + 2 * (r.requestLine.count + r.referer.count + r.userAgent.count) + upstreamCount + r.requestId.count
+        }
+        let need = Self.fixedReserve + variable
         if buffer == nil { buffer = pool.acquire() }
-        if buffer.unwrapped.writableCount < 4096 + r.requestLine.count + r.userAgent.count + r.referer.count { flush() ; if buffer == nil { buffer = pool.acquire() } }
-        guard buffer.unwrapped.writableCount >= 4096 + r.requestLine.count + r.userAgent.count + r.referer.count else { return }
+        if buffer.unwrapped.writableCount < need { flush(); if buffer == nil { buffer = pool.acquire() } }
+        guard buffer.unwrapped.writableCount >= Self.fixedReserve + 64 * fields else { return }
+        // Normally every field fits whole; a line whose worst case exceeds even an empty buffer gets equal shares.
+        let limit = buffer.unwrapped.writableCount >= need ? Int.max : (buffer.unwrapped.writableCount - Self.fixedReserve) / fields
         var b = buffer.take()!
         switch format {
         case .combined:
@@ -198,15 +222,15 @@ final class AccessLog {
             b.append(" - - [")
             time.common(r.startWallMs, into: &b)
             b.append("] ")
-            Self.appendQuotedCLF(r.requestLine, into: &b)
+            Self.appendQuotedCLF(r.requestLine, limit: limit, into: &b)
             b.append(byte: 32)
             b.append(decimal: Int64(r.status))
             b.append(byte: 32)
             b.append(decimal: r.bytesSent)
             b.append(byte: 32)
-            Self.appendQuotedCLF(r.referer, into: &b)
+            Self.appendQuotedCLF(r.referer, limit: limit, into: &b)
             b.append(byte: 32)
-            Self.appendQuotedCLF(r.userAgent, into: &b)
+            Self.appendQuotedCLF(r.userAgent, limit: limit, into: &b)
             b.append(" upstream=")
             b.append(r.upstream ?? "-")
             b.append(" upstream_time=")
@@ -219,26 +243,26 @@ final class AccessLog {
         case .json:
             b.append("{\"time\":\"")
             time.iso8601(r.startWallMs, into: &b)
-            b.append("\",\"client\":\"")
-            b.append(r.client)
-            b.append("\",\"method\":")
-            Self.appendJSONString(r.method, into: &b)
+            b.append("\",\"client\":")
+            Self.appendJSONString(r.client, limit: limit, into: &b)
+            b.append(",\"method\":")
+            Self.appendJSONString(r.method, limit: limit, into: &b)
             b.append(",\"path\":")
-            Self.appendJSONString(r.path, into: &b)
+            Self.appendJSONString(r.path, limit: limit, into: &b)
             b.append(",\"status\":")
             b.append(decimal: Int64(r.status))
             b.append(",\"bytes\":")
             b.append(decimal: r.bytesSent)
             b.append(",\"upstream\":")
-            if let u = r.upstream { b.append(byte: 34); b.append(u); b.append(byte: 34) } else { b.append("null") }
+            if let u = r.upstream { Self.appendJSONString(u, limit: limit, into: &b) } else { b.append("null") }
             b.append(",\"upstream_time_ms\":")
             Self.appendMillis(r.upstreamMicros, into: &b)
             b.append(",\"total_time_ms\":")
             Self.appendMillis(r.totalMicros, into: &b)
             b.append(",\"request_id\":")
-            Self.appendJSONString(r.requestId, into: &b)
+            Self.appendJSONString(r.requestId, limit: limit, into: &b)
             b.append(",\"user_agent\":")
-            Self.appendJSONString(r.userAgent, into: &b)
+            Self.appendJSONString(r.userAgent, limit: limit, into: &b)
             b.append("}\n")
         }
         buffer = consume b

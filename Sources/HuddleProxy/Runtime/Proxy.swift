@@ -3,7 +3,6 @@ import Glibc
 import HuddleConfig
 import HuddleIO
 import HuddleSys
-import Synchronization
 import HuddleSync
 
 public final class Proxy: @unchecked Sendable {
@@ -18,6 +17,8 @@ public final class Proxy: @unchecked Sendable {
         var generation: Int
         var lastReloadMs: Int64
         var lastReloadResult: String
+        var reloadsOK = 0
+        var reloadsFailed = 0
     }
 
     /// Resolves, validates against the system (addresses) and binds every listener, so start-up errors surface here.
@@ -95,10 +96,7 @@ public final class Proxy: @unchecked Sendable {
             let gen = state.withLock { $0.generation } + 1
             rt = try RuntimeConfig.build(config, generation: gen, previous: old, log: { self.errorLog.warn($0) })
         } catch {
-            state.withLock {
-                $0.lastReloadMs = Sys.wallClockMs()
-                $0.lastReloadResult = "failed: \(error)"
-            }
+            recordFailedReload("\(error)")
             return .failure(error)
         }
         let oldListens = old.serverBlocks.map { $0.listenAddresses.map(\.description) }
@@ -111,6 +109,7 @@ public final class Proxy: @unchecked Sendable {
             $0.generation = rt.generation
             $0.lastReloadMs = Sys.wallClockMs()
             $0.lastReloadResult = "ok"
+            $0.reloadsOK += 1
         }
         for w in workers {
             w.loop.execute { w.apply(rt) }
@@ -129,13 +128,29 @@ public final class Proxy: @unchecked Sendable {
         state.withLock { ($0.generation, $0.lastReloadMs, $0.lastReloadResult) }
     }
 
+    /// Reload attempts since start, by result (the initial load not counted).
+    public var reloadCounts: (ok: Int, failed: Int) {
+        state.withLock { ($0.reloadsOK, $0.reloadsFailed) }
+    }
+
+    /// Records a reload that failed before reaching `reload(_:)` (the file did not parse), so `reloadInfo` and
+    /// `reloadCounts` tell the truth about it; `reload(_:)` records its own failures.
+    public func recordFailedReload(_ reason: String) {
+        state.withLock {
+            $0.lastReloadMs = Sys.wallClockMs()
+            $0.lastReloadResult = "failed: \(reason)"
+            $0.reloadsFailed += 1
+        }
+    }
+
     /// Graceful stop: stop accepting, let exchanges finish within `timeoutMs`, then close what is left.
+    /// Waits on each worker's drain event (set by the worker itself when, shutting down, its last client connection
+    /// has closed): no polling, and never longer than `timeoutMs` in all.
     public func shutdown(timeoutMs: Int64) {
         for w in workers { w.loop.execute { w.beginShutdown() } }
         let deadline = Sys.monotonicMs() + timeoutMs
-        while Sys.monotonicMs() < deadline {
-            if openSessions() == 0 { break }
-            usleep(20_000)
+        for w in workers {
+            _ = w.published.drained.wait(timeoutMs: deadline - Sys.monotonicMs())
         }
         for w in workers {
             w.loop.execute { w.forceClose() }
@@ -146,49 +161,13 @@ public final class Proxy: @unchecked Sendable {
         errorLog.info("huddle stopped")
     }
 
-    /// Sum of open client sessions over all workers (asks each loop; bounded wait).
-    public func openSessions() -> Int {
-        let total = Atomic<Int>(0)
-        let answered = Atomic<Int>(0)
-        for w in workers {
-            w.loop.execute {
-                total.add(w.openConnections, ordering: .relaxed)
-                answered.add(1, ordering: .releasing)
-            }
+    /// Every worker's figures as it last published them (at the end of its latest loop turn), with their age.
+    /// Reads shared memory only: it never waits for a worker, so a stuck worker shows up as stale instead of
+    /// stalling the caller, and its figures are the last it published, not zeros.
+    public func workerStats(nowMs: Int64 = Sys.monotonicMs()) -> [WorkerStats] {
+        workers.map { w in
+            let p = w.published.read()
+            return WorkerStats(worker: w.id, figures: p.figures, publishedAtMs: p.publishedAtMs, nowMs: nowMs)
         }
-        let deadline = Sys.monotonicMs() + 1000
-        while answered.load(ordering: .acquiring) < workers.count && Sys.monotonicMs() < deadline { usleep(1000) }
-        return total.load(ordering: .relaxed)
-    }
-
-    /// One worker's figures, read on its own loop thread.
-    public struct WorkerStats: Sendable {
-        public var sessions = 0
-        public var tunnels = 0
-        public var upstreamConnections = 0
-        /// Pooled I/O buffers currently lent out (an idle connection or tunnel holds none).
-        public var buffersInUse = 0
-        public var buffersCached = 0
-        /// Splice pipes currently lent out (an idle tunnel holds none).
-        public var pipesInUse = 0
-        public var pipesCached = 0
-    }
-
-    /// Per-worker figures for the admin port (asks each loop; bounded wait).
-    public func workerStats() -> [WorkerStats] {
-        let out = Locked<[Int: WorkerStats]>([:])
-        let answered = Atomic<Int>(0)
-        for w in workers {
-            w.loop.execute {
-                let v = WorkerStats(sessions: w.openConnections, tunnels: w.counters.tunnels, upstreamConnections: w.counters.upstreamConnections,
-                                    buffersInUse: w.loop.buffers.outstanding, buffersCached: w.loop.buffers.cachedCount,
-                                    pipesInUse: w.loop.pipes.outstanding, pipesCached: w.loop.pipes.cachedCount)
-                out.withLock { $0[w.id] = v }
-                answered.add(1, ordering: .releasing)
-            }
-        }
-        let deadline = Sys.monotonicMs() + 1000
-        while answered.load(ordering: .acquiring) < workers.count && Sys.monotonicMs() < deadline { usleep(1000) }
-        return out.withLock { d in (0..<workers.count).map { d[$0] ?? WorkerStats() } }
     }
 }

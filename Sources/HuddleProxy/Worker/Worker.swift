@@ -29,6 +29,8 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     var lastEMFILELogMs: Int64 = -100_000
     var shuttingDown = false
     var housekeeping: WorkerHousekeeping<Net>?
+    /// Figures published at the end of each loop turn for the admin port and shutdown (Worker+Stats.swift).
+    let published = WorkerStatsSlot()
     /// Open client connections, for shutdown (a connection removes itself when it closes).
     private var connections: [ObjectIdentifier: ClientConnection<Net>] = [:]
 
@@ -52,9 +54,11 @@ public final class Worker<Net: Network>: @unchecked Sendable {
         loop.addEndOfTurnHook { [unowned self] in
             log.flush()
             if self.acceptResumePending { self.resumeAccepting() }
+            self.publishStats()
         }
         housekeeping = WorkerHousekeeping(worker: self)
         loop.timers.schedule(housekeeping!, at: loop.now + 1000)
+        publishStats()
     }
 
     var maxConnections: Int { config.config.maxConnectionsPerWorker }

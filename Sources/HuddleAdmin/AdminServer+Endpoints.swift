@@ -1,0 +1,142 @@
+// The JSON endpoints: each reads the current snapshot, the servers' atomics or the workers' published figures.
+import HuddleJSON
+import HuddleProxy
+import HuddleSys
+
+extension AdminServer {
+    /// `GET /api/lookup?upstream=NAME&key=KEY`: where that group key maps now. The key is bytes (percent-decoded),
+    /// exactly as the proxy takes it from a request.
+    func lookup(_ q: AdminQuery) -> AdminResponse {
+        guard let name = q.string("upstream"), let key = q.bytes("key") else {
+            return .error(400, "need ?upstream=NAME&key=KEY")
+        }
+        guard let u = proxy.runtime.upstream(named: name) else { return .error(404, "no upstream named " + name) }
+        let s = u.lookup(key: key, nowMs: loop.now)
+        return .json(200) { w in
+            w.object { w in
+                w.field("upstream", name)
+                w.field("key", bytes: key)
+                w.field("server", s?.identity)
+                w.field("address", s?.addressText)
+            }
+        }
+    }
+
+    /// `GET /api/groups?upstream=NAME&top=N`: the largest live groups and totals per server.
+    func groups(_ q: AdminQuery) -> AdminResponse {
+        guard let name = q.string("upstream") else { return .error(400, "need ?upstream=NAME[&top=N]") }
+        guard let u = proxy.runtime.upstream(named: name) else { return .error(404, "no upstream named " + name) }
+        let now = loop.now
+        let top = q.int("top") ?? 20
+        let groups = u.groups.top(max(0, min(top, 100_000)), nowMs: now)
+        let totals = u.groups.totals(nowMs: now)
+        let wall = Sys.wallClockMs()
+        return .json(200) { w in
+            w.object { w in
+                w.field("upstream", name)
+                w.field("groups", array: { w in
+                    for g in groups {
+                        w.object { w in
+                            w.field("key", bytes: g.key)
+                            w.field("server", g.server)
+                            w.field("members", g.members)
+                            w.field("since", wall - (now - g.sinceMs))
+                        }
+                    }
+                })
+                w.field("totals", object: { w in
+                    w.field("groups", totals.groups)
+                    w.field("members", totals.members)
+                    w.field("servers", object: { w in
+                        for s in u.servers {
+                            let t = totals.perServer[s.identity] ?? (groups: 0, members: 0)
+                            w.field(s.identity, object: { w in
+                                w.field("groups", t.groups)
+                                w.field("members", t.members)
+                            })
+                        }
+                    })
+                })
+            }
+        }
+    }
+
+    /// `GET /api/backends`: every upstream's servers with their state and counters.
+    func backends() -> AdminResponse {
+        let rt = proxy.runtime
+        return .json(200) { w in
+            w.object { w in
+                w.field("upstreams", array: { w in
+                    for u in rt.upstreams {
+                        w.object { w in
+                            w.field("name", u.name)
+                            w.field("balance", u.config.balance.rawValue)
+                            w.field("servers", array: { w in
+                                for s in u.servers {
+                                    w.object { w in
+                                        w.field("address", s.addressText)
+                                        w.field("name", s.identity)
+                                        w.field("state", s.state.name)
+                                        w.field("weight", s.weight)
+                                        w.field("active_connections", s.activeConnections.load(ordering: .relaxed))
+                                        w.field("in_flight", s.inFlight.load(ordering: .relaxed))
+                                        w.field("requests_total", s.requestsTotal.load(ordering: .relaxed))
+                                        w.field("failures_total", s.failuresTotal.load(ordering: .relaxed))
+                                        w.field("latency_ewma_ms", Double(s.latencyEwmaMicros.load(ordering: .relaxed)) / 1000)
+                                        w.field("health", object: { _ in })
+                                    }
+                                }
+                            })
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    /// `GET /api/workers`: each worker's last published figures, their age, and whether they are stale.
+    func workers() -> AdminResponse {
+        let stats = proxy.workerStats()
+        return .json(200) { w in
+            w.object { w in
+                w.field("stale_after_ms", WorkerStats.staleAfterMs)
+                w.field("workers", array: { w in
+                    for s in stats {
+                        w.object { w in
+                            w.field("worker", s.worker)
+                            w.field("age_ms", s.ageMs)
+                            w.field("stale", s.stale)
+                            w.field("client_connections", s.figures.sessions)
+                            w.field("tunnels", s.figures.tunnels)
+                            w.field("backend_connections", s.figures.upstreamConnections)
+                            w.field("buffers_in_use", s.figures.buffersInUse)
+                            w.field("buffers_cached", s.figures.buffersCached)
+                            w.field("pipes_in_use", s.figures.pipesInUse)
+                            w.field("pipes_cached", s.figures.pipesCached)
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    /// `GET /api/config`: the config file, its generation, and the last reload's time and result.
+    func configInfo() -> AdminResponse {
+        let info = proxy.reloadInfo
+        let file = proxy.runtime.config.file
+        return .json(200) { w in
+            w.object { w in
+                w.field("file", file)
+                w.field("generation", info.generation)
+                w.field("last_reload", info.lastReloadMs)
+                w.field("result", info.result)
+            }
+        }
+    }
+
+    /// `GET /metrics`.
+    func metricsText() -> String {
+        let input = MetricsInput(runtime: proxy.runtime, workers: proxy.workerStats(), nowMs: loop.now, reloads: proxy.reloadCounts)
+        return MetricsText.render(Metrics.collect(input))
+    }
+}

@@ -1,0 +1,169 @@
+// Every metric of /metrics, declared once in one table (name, type, help, where its samples come from), and the
+// Prometheus text rendering of collected values.
+import HuddleBalancing
+import HuddleProxy
+
+/// The two Prometheus types Huddle exports.
+enum MetricType: String {
+    case counter, gauge
+}
+
+/// Where a metric's samples come from, which decides its labels.
+enum MetricSource {
+    /// One sample per backend server, labels `upstream` and `server`.
+    case server(@Sendable (ServerRuntime) -> Double)
+    /// One sample per upstream, label `upstream`.
+    case upstream(@Sendable (UpstreamRuntime, _ nowMs: Int64) -> Double)
+    /// One unlabelled sample: the sum of every worker's last published figure (a stale worker's included).
+    case workerSum(@Sendable (WorkerFigures) -> Int)
+    /// One sample per worker, label `worker`.
+    case worker(@Sendable (WorkerStats) -> Double)
+    /// One sample per reload result, label `result` (`ok`, `failed`).
+    case reloads
+}
+
+struct MetricDeclaration {
+    /// The full name, `huddle_` prefix included, so a grep for a name a dashboard uses lands here.
+    let name: String
+    let type: MetricType
+    let help: String
+    let source: MetricSource
+}
+
+/// What one /metrics answer is computed from.
+struct MetricsInput {
+    var runtime: RuntimeConfig
+    var workers: [WorkerStats]
+    var nowMs: Int64
+    var reloads: (ok: Int, failed: Int)
+}
+
+enum Metrics {
+    /// The table. Names are part of Huddle's interface: add freely, never rename or drop.
+    static let all: [MetricDeclaration] = [
+        MetricDeclaration(name: "huddle_server_requests_total", type: .counter, help: "Requests completed by a backend server.",
+                          source: .server { Double($0.requestsTotal.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_server_failures_total", type: .counter, help: "Failed attempts against a backend server.",
+                          source: .server { Double($0.failuresTotal.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_server_in_flight", type: .gauge, help: "Requests in flight to a backend server.",
+                          source: .server { Double($0.inFlight.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_server_active_connections", type: .gauge, help: "Backend connections in use (requests and tunnels).",
+                          source: .server { Double($0.activeConnections.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_server_up", type: .gauge, help: "1 when the backend server takes new traffic, else 0.",
+                          source: .server { $0.isAvailable ? 1 : 0 }),
+        MetricDeclaration(name: "huddle_groups", type: .gauge, help: "Live groups per upstream.",
+                          source: .upstream { u, now in Double(u.groups.totals(nowMs: now).groups) }),
+        MetricDeclaration(name: "huddle_groups_active", type: .gauge, help: "Live groups per upstream (the same figure as huddle_groups).",
+                          source: .upstream { u, now in Double(u.groups.totals(nowMs: now).groups) }),
+        MetricDeclaration(name: "huddle_client_connections", type: .gauge, help: "Open client connections.",
+                          source: .workerSum { $0.sessions }),
+        MetricDeclaration(name: "huddle_tunnels", type: .gauge, help: "Open upgraded (WebSocket) tunnels.",
+                          source: .workerSum { $0.tunnels }),
+        MetricDeclaration(name: "huddle_tunnels_active", type: .gauge, help: "Open upgraded (WebSocket) tunnels (the same figure as huddle_tunnels).",
+                          source: .workerSum { $0.tunnels }),
+        MetricDeclaration(name: "huddle_backend_connections", type: .gauge, help: "Open connections to backends, pooled idle ones included.",
+                          source: .workerSum { $0.upstreamConnections }),
+        MetricDeclaration(name: "huddle_buffers_in_use", type: .gauge, help: "Pooled I/O buffers lent to connections (idle connections hold none).",
+                          source: .workerSum { $0.buffersInUse }),
+        MetricDeclaration(name: "huddle_buffers_cached", type: .gauge, help: "Free I/O buffers kept for reuse.",
+                          source: .workerSum { $0.buffersCached }),
+        MetricDeclaration(name: "huddle_pipes_in_use", type: .gauge, help: "Splice pipes lent to tunnels (idle tunnels hold none).",
+                          source: .workerSum { $0.pipesInUse }),
+        MetricDeclaration(name: "huddle_pipes_cached", type: .gauge, help: "Free splice pipes kept for reuse.",
+                          source: .workerSum { $0.pipesCached }),
+        MetricDeclaration(name: "huddle_worker_stats_age_seconds", type: .gauge,
+                          help: "Age of a worker's last published figures; over \(WorkerStats.staleAfterMs / 1000) seconds the worker is stale and the sums above hold its last figures.",
+                          source: .worker { Double($0.ageMs) / 1000 }),
+        MetricDeclaration(name: "huddle_reloads_total", type: .counter, help: "Configuration reloads by result (the initial load not counted).",
+                          source: .reloads),
+    ]
+
+    /// Samples for every declared metric, in table order.
+    static func collect(_ input: MetricsInput) -> [MetricFamily] {
+        all.map { m in
+            var samples: [MetricSample] = []
+            switch m.source {
+            case .server(let value):
+                for u in input.runtime.upstreams {
+                    for s in u.servers {
+                        samples.append(MetricSample(labels: [("upstream", u.name), ("server", s.identity)], value: value(s)))
+                    }
+                }
+            case .upstream(let value):
+                for u in input.runtime.upstreams {
+                    samples.append(MetricSample(labels: [("upstream", u.name)], value: value(u, input.nowMs)))
+                }
+            case .workerSum(let value):
+                samples.append(MetricSample(labels: [], value: Double(input.workers.map { value($0.figures) }.reduce(0, +))))
+            case .worker(let value):
+                for w in input.workers {
+                    samples.append(MetricSample(labels: [("worker", String(w.worker))], value: value(w)))
+                }
+            case .reloads:
+                samples.append(MetricSample(labels: [("result", "ok")], value: Double(input.reloads.ok)))
+                samples.append(MetricSample(labels: [("result", "failed")], value: Double(input.reloads.failed)))
+            }
+            return MetricFamily(name: m.name, type: m.type, help: m.help, samples: samples)
+        }
+    }
+}
+
+struct MetricSample {
+    var labels: [(name: String, value: String)]
+    var value: Double
+}
+
+/// One metric's samples, ready to render.
+struct MetricFamily {
+    var name: String
+    var type: MetricType
+    var help: String
+    var samples: [MetricSample]
+}
+
+/// The Prometheus text exposition format (version 0.0.4).
+enum MetricsText {
+    static func render(_ families: [MetricFamily]) -> String {
+        var out = ""
+        for f in families {
+            out += "# HELP \(f.name) \(escapeHelp(f.help))\n# TYPE \(f.name) \(f.type.rawValue)\n"
+            for s in f.samples {
+                out += f.name
+                if !s.labels.isEmpty {
+                    out += "{" + s.labels.map { "\($0.name)=\"\(escapeLabelValue($0.value))\"" }.joined(separator: ",") + "}"
+                }
+                out += " " + format(s.value) + "\n"
+            }
+        }
+        return out
+    }
+
+    /// Integral values as integers (counters and gauges people compare with `==`), others in Swift's shortest
+    /// round-trip form, which Prometheus parses.
+    static func format(_ v: Double) -> String {
+        if v.isNaN { return "NaN" }
+        if v.isInfinite { return v < 0 ? "-Inf" : "+Inf" }
+        if v == v.rounded(), abs(v) < 9.0e15 { return String(Int64(v)) }
+        return v.description
+    }
+
+    /// Label values escape backslash, double quote and line feed (and nothing else) in this format.
+    static func escapeLabelValue(_ s: String) -> String { escape(s, quote: true) }
+
+    /// Help text escapes backslash and line feed.
+    static func escapeHelp(_ s: String) -> String { escape(s, quote: false) }
+
+    private static func escape(_ s: String, quote: Bool) -> String {
+        guard s.unicodeScalars.contains(where: { $0 == "\\" || $0 == "\n" || (quote && $0 == "\"") }) else { return s }
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"" where quote: out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+}

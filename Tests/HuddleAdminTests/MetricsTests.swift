@@ -1,0 +1,101 @@
+// /metrics: the declaration table (names fixed, unique, typed) and the Prometheus text rendering of values.
+@testable import HuddleAdmin
+import HuddleConfig
+import HuddleProxy
+import XCTest
+
+final class MetricsTests: XCTestCase {
+    func testRenderingFromATableOfValues() {
+        let families = [
+            MetricFamily(name: "huddle_x_total", type: .counter, help: "Things done.",
+                         samples: [MetricSample(labels: [("upstream", "app"), ("server", "a")], value: 3),
+                                   MetricSample(labels: [("upstream", "app"), ("server", "b")], value: 0)]),
+            MetricFamily(name: "huddle_y", type: .gauge, help: "A level.", samples: [MetricSample(labels: [], value: 42)]),
+            MetricFamily(name: "huddle_age_seconds", type: .gauge, help: "An age.",
+                         samples: [MetricSample(labels: [("worker", "0")], value: 0.25), MetricSample(labels: [("worker", "1")], value: 2.5)]),
+            MetricFamily(name: "huddle_none", type: .gauge, help: "No samples.", samples: []),
+        ]
+        XCTAssertEqual(MetricsText.render(families), """
+        # HELP huddle_x_total Things done.
+        # TYPE huddle_x_total counter
+        huddle_x_total{upstream="app",server="a"} 3
+        huddle_x_total{upstream="app",server="b"} 0
+        # HELP huddle_y A level.
+        # TYPE huddle_y gauge
+        huddle_y 42
+        # HELP huddle_age_seconds An age.
+        # TYPE huddle_age_seconds gauge
+        huddle_age_seconds{worker="0"} 0.25
+        huddle_age_seconds{worker="1"} 2.5
+        # HELP huddle_none No samples.
+        # TYPE huddle_none gauge
+
+        """)
+    }
+
+    func testEscapingFollowsTheTextFormat() {
+        XCTAssertEqual(MetricsText.escapeLabelValue(#"a"b\c"# + "\nd"), #"a\"b\\c\nd"#)
+        XCTAssertEqual(MetricsText.escapeLabelValue("plain-name_1.2"), "plain-name_1.2")
+        XCTAssertEqual(MetricsText.escapeHelp(#"say "x" \ y"# + "\n"), #"say "x" \\ y\n"#)
+        let text = MetricsText.render([MetricFamily(name: "huddle_z", type: .gauge, help: "h",
+                                                    samples: [MetricSample(labels: [("k", "v\"")], value: 1)])])
+        XCTAssertTrue(text.contains(#"huddle_z{k="v\""} 1"#), text)
+    }
+
+    func testNumberFormat() {
+        XCTAssertEqual(MetricsText.format(0), "0")
+        XCTAssertEqual(MetricsText.format(-7), "-7")
+        XCTAssertEqual(MetricsText.format(123456789012), "123456789012")
+        XCTAssertEqual(MetricsText.format(1.5), "1.5")
+        XCTAssertEqual(MetricsText.format(.nan), "NaN")
+        XCTAssertEqual(MetricsText.format(.infinity), "+Inf")
+    }
+
+    /// Names users rely on: adding is fine, renaming or dropping is not.
+    func testTableKeepsEveryPublishedNameOnceWithAValidSpelling() {
+        let names = Metrics.all.map(\.name)
+        XCTAssertEqual(Set(names).count, names.count, "a name is declared twice")
+        let published = ["huddle_server_requests_total", "huddle_server_failures_total", "huddle_server_in_flight",
+                         "huddle_server_active_connections", "huddle_groups", "huddle_client_connections", "huddle_tunnels",
+                         "huddle_backend_connections", "huddle_buffers_in_use", "huddle_buffers_cached", "huddle_pipes_in_use",
+                         "huddle_pipes_cached", "huddle_worker_stats_age_seconds"]
+        for p in published { XCTAssertTrue(names.contains(p), "\(p) is gone") }
+        for m in Metrics.all {
+            XCTAssertTrue(m.name.hasPrefix("huddle_"), m.name)
+            XCTAssertTrue(m.name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }, m.name)
+            XCTAssertFalse(m.help.isEmpty, m.name)
+            if m.type == .counter { XCTAssertTrue(m.name.hasSuffix("_total"), "counter \(m.name) should end in _total") }
+        }
+    }
+
+    /// Collection from a real snapshot and published worker figures: sums over workers, stale ones included, and one
+    /// age sample per worker.
+    func testCollectSumsWorkersAndReportsAges() throws {
+        let config = try ConfigParser.parse(text: """
+        upstream app { server 127.0.0.1:9 name=a; server 127.0.0.1:10 name=b down; }
+        server { listen 127.0.0.1:1; route / { upstream app; } }
+        """, file: "t.conf")
+        let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { _ in })
+        rt.upstreams[0].servers[0].requestsTotal.store(7, ordering: .relaxed)
+        let workers = [
+            WorkerStats(worker: 0, figures: WorkerFigures(sessions: 3, tunnels: 1, buffersInUse: 2), publishedAtMs: 10_000, nowMs: 10_400),
+            WorkerStats(worker: 1, figures: WorkerFigures(sessions: 4, tunnels: 2, pipesCached: 5), publishedAtMs: 5_000, nowMs: 10_400),
+        ]
+        let text = MetricsText.render(Metrics.collect(MetricsInput(runtime: rt, workers: workers, nowMs: 10_400, reloads: (2, 1))))
+        let lines = Set(text.split(separator: "\n").map(String.init))
+        for want in ["huddle_client_connections 7", "huddle_tunnels 3", "huddle_tunnels_active 3", "huddle_buffers_in_use 2",
+                     "huddle_pipes_cached 5", "huddle_backend_connections 0",
+                     "huddle_worker_stats_age_seconds{worker=\"0\"} 0.4", "huddle_worker_stats_age_seconds{worker=\"1\"} 5.4",
+                     "huddle_server_requests_total{upstream=\"app\",server=\"a\"} 7",
+                     "huddle_server_requests_total{upstream=\"app\",server=\"b\"} 0",
+                     "huddle_server_up{upstream=\"app\",server=\"a\"} 1", "huddle_server_up{upstream=\"app\",server=\"b\"} 0",
+                     "huddle_groups{upstream=\"app\"} 0",
+                     "huddle_reloads_total{result=\"ok\"} 2", "huddle_reloads_total{result=\"failed\"} 1"] {
+            XCTAssertTrue(lines.contains(want), "missing \(want) in\n\(text)")
+        }
+        // Every declared family has its HELP and TYPE exactly once.
+        for m in Metrics.all {
+            XCTAssertEqual(text.components(separatedBy: "# TYPE \(m.name) \(m.type.rawValue)\n").count, 2, m.name)
+        }
+    }
+}
