@@ -10,7 +10,7 @@ test can see exactly what Huddle forwarded:
                                   headers ([[name, value], ...] as received), body_length, body (latin-1), or error
 
 Answers: 200 with a JSON summary of the request (the same object as in requests.jsonl), keep-alive as HTTP/1.1 says;
-GET /stream/N answers N bytes (byte i is i % 251) in 64 KiB writes with backpressure. A request it cannot parse gets
+GET .../stream/N answers N bytes (byte i is i % 251) in 64 KiB writes with backpressure. A request it cannot parse gets
 400 with {"error": ...} and the connection is closed. Prints "PORT <n>" on stdout once it listens (port 0 = any).
 """
 import argparse
@@ -235,7 +235,7 @@ async def handle(reader, writer, recorder):
             index += 1
             persist = keep_alive(version, headers)
             connection = b"" if persist else b"Connection: close\r\n"
-            m = re.match(rb"^/stream/([0-9]+)$", target)
+            m = re.search(rb"/stream/([0-9]+)$", target)
             if m and method == b"GET":
                 n = int(m.group(1))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
