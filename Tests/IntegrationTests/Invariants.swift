@@ -22,7 +22,7 @@ enum Invariants {
     }
 
     /// The descriptor count at rest: taken after one admin request, so the control loop is known to be up.
-    static func descriptorBaseline(_ h: HuddleProcess) -> Int {
+    static func descriptorBaseline(_ h: HuddleProcess, file: StaticString = #filePath, line: UInt = #line) -> Int {
         _ = adminGet(h, "/healthz")
         var last = -1
         var stable = 0
@@ -33,6 +33,8 @@ enum Invariants {
             last = n
             return stable >= 2
         }
+        // A process always holds its listeners, epoll and log descriptors: 0 would mean /proc is unreadable.
+        XCTAssertGreaterThan(last, 3, "cannot count /proc/\(h.pid)/fd", file: file, line: line)
         return last
     }
 

@@ -93,6 +93,10 @@ final class SmugglingTests: XCTestCase {
         Case("Host with a non-numeric port", "GET / HTTP/1.1\r\nHost: x:abc\r\n\r\n", 400),
         Case("Host with two ports", "GET / HTTP/1.1\r\nHost: x:80:81\r\n\r\n", 400),
         Case("Host with an unclosed IP literal", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+        // Limits and versions (RFC 9112 §2.3, §3; RFC 6585 §5)
+        Case("HTTP/2.0 on an HTTP/1 connection", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        Case("request line over 8 KiB", "GET /" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        Case("more than 256 field lines", "GET / HTTP/1.1\r\nHost: x\r\n" + String(repeating: "A: b\r\n", count: 300) + "\r\n", 431),
     ]
 
     /// Chunked bodies that are malformed (RFC 9112 §7.1); the head is valid, so Huddle has chosen a server. The whole
@@ -202,6 +206,26 @@ final class SmugglingTests: XCTestCase {
         Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
+    /// WebSocket smuggling: a handshake the backend answers without 101 (raw_backend.py ignores Upgrade and answers
+    /// 200) must leave the connection in HTTP mode, so what the client sends next is parsed by Huddle: a request Huddle
+    /// refuses (bare LF) gets Huddle's 400 and none of its bytes reach the backend, as they would through a tunnel.
+    func testUpgradeAnsweredWithoutA101DoesNotOpenATunnel() throws {
+        let c = try RawClient(port: huddle.port, receiveTimeoutSeconds: 5)
+        c.send("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        let first = c.read { ParsedResponse.parseAll($0).first.map { !$0.body.isEmpty } ?? false }
+        XCTAssertEqual(ParsedResponse.parseAll(first).first?.status, 200, first.text)
+        XCTAssertTrue(Harness.waitFor(5) { self.backend.requests().count == 1 })
+        let before = backend.totalBytesReceived
+        c.send("GET /smuggled HTTP/1.1\nHost: x\n\n")
+        let (closed, rest) = c.waitForClose()
+        XCTAssertTrue(closed)
+        XCTAssertEqual(ParsedResponse.parseAll(rest).map(\.status), [400], rest.text)
+        XCTAssertTrue(backend.waitUntilAllConnectionsClosed())
+        XCTAssertEqual(backend.totalBytesReceived, before, "bytes after a non-101 answer were relayed: \(backend.connections().map { $0.bytes.text })")
+        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
+    }
+
     /// Shapes Huddle forwards: the backend must see them framed exactly as Huddle did (one request where Huddle saw
     /// one, the body where Huddle put it), so a second request can never appear from inside the first.
     func testForwardedShapesKeepTheirFraming() throws {
@@ -227,6 +251,11 @@ final class SmugglingTests: XCTestCase {
         XCTAssertEqual(answers.map { $0.json?["target"] as? String ?? "?" }, ["/c", "/d"], pipelined.text)
         XCTAssertEqual(answers.first?.json?["body"] as? String, "hello")
 
+        // "Connection: transfer-encoding, host" must not strip the chunked framing or the Host.
+        r = try exchange(Array("POST /f HTTP/1.1\r\nHost: x\r\nConnection: transfer-encoding, host, close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".utf8))
+        answers = ParsedResponse.parseAll(r.bytes)
+        XCTAssertEqual(answers.first?.json?["body"] as? String, "hello", r.bytes.text)
+
         // h2c upgrade smuggling: an upgrade the route does not allow is dropped with its Connection options.
         r = try exchange(Array("GET /e HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\r\n".utf8))
         answers = ParsedResponse.parseAll(r.bytes)
@@ -234,7 +263,7 @@ final class SmugglingTests: XCTestCase {
 
         XCTAssertTrue(backend.waitUntilAllConnectionsClosed())
         let reqs = backend.requests()
-        XCTAssertEqual(reqs.map(\.target), ["/a", "/b", "/c", "/d", "/e"], "\(reqs.map(\.object))")
+        XCTAssertEqual(reqs.map(\.target), ["/a", "/b", "/c", "/d", "/f", "/e"], "\(reqs.map(\.object))")
         XCTAssertFalse(reqs.contains { $0.target == "/smuggled" || $0.error != nil }, "\(reqs.map(\.object))")
         if let b = reqs.first(where: { $0.target == "/b" }) {
             XCTAssertEqual(b.values("Content-Length"), ["\(hidden.utf8.count)"])
@@ -242,6 +271,10 @@ final class SmugglingTests: XCTestCase {
         if let c = reqs.first(where: { $0.target == "/c" }) {
             XCTAssertEqual(c.values("Transfer-Encoding").map { $0.lowercased() }, ["chunked"])
             XCTAssertEqual(c.body, "hello")
+        }
+        if let f = reqs.first(where: { $0.target == "/f" }) {
+            XCTAssertEqual(f.values("Host"), ["x"])
+            XCTAssertEqual(f.values("Transfer-Encoding").map { $0.lowercased() }, ["chunked"])
         }
         if let e = reqs.first(where: { $0.target == "/e" }) {
             XCTAssertEqual(e.values("Upgrade"), [], "Upgrade: h2c was forwarded")
