@@ -37,6 +37,6 @@ let package = Package(
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
         .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"], exclude: ["ws_group_client.py"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"], exclude: ["ws_group_client.py", "peers"]),
     ]
 )

@@ -93,11 +93,7 @@ struct HTTPHeaderBlock: Sendable {
         case .host where isRequest:
             hostCount &+= 1
             if hostCount > 1 { return fail(.duplicateHost, start, isRequest) }
-            var k = vs
-            while k < ve {
-                if !Self.isHostByte(bytes[k]) { return fail(.badHost, k, isRequest) }
-                k &+= 1
-            }
+            if let bad = Self.firstInvalidHostByte(bytes, value) { return fail(.badHost, bad, isRequest) }
             host = value
         case .connection:
             ASCIIBytes.forEachToken(in: value, of: bytes) { option in
@@ -188,6 +184,48 @@ struct HTTPHeaderBlock: Sendable {
             return true
         default: return false
         }
+    }
+
+    /// Checks `uri-host [ ":" port ]` (RFC 9110 7.2, RFC 3986 3.2.2-3.2.3): an IP literal in brackets or a reg-name
+    /// (unreserved, sub-delims but ',', and well-formed %XX), then an optional colon and digits. Returns the offset of
+    /// the first byte that breaks it, nil when valid. Empty is valid: a Host for a URI without an authority.
+    static func firstInvalidHostByte(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        var i = range.lowerBound
+        let end = range.upperBound
+        if i < end && bytes[i] == UInt8(ascii: "[") {
+            // IP-literal: IPv6address or IPvFuture; the address itself is not validated beyond its alphabet.
+            i &+= 1
+            let literalStart = i
+            while i < end && bytes[i] != UInt8(ascii: "]") {
+                let b = bytes[i]
+                let ok = ASCIIBytes.hexValue(b) != nil || b == UInt8(ascii: ":") || b == UInt8(ascii: ".")
+                    || b == UInt8(ascii: "v") || b == UInt8(ascii: "V")
+                if !ok { return i }
+                i &+= 1
+            }
+            if i == end || i == literalStart { return i }
+            i &+= 1   // the "]"
+        } else {
+            while i < end && bytes[i] != UInt8(ascii: ":") {
+                let b = bytes[i]
+                if b == UInt8(ascii: "%") {
+                    guard i &+ 2 < end, ASCIIBytes.hexValue(bytes[i &+ 1]) != nil, ASCIIBytes.hexValue(bytes[i &+ 2]) != nil
+                    else { return i }
+                    i &+= 3
+                    continue
+                }
+                if !isHostByte(b) || b == UInt8(ascii: "[") || b == UInt8(ascii: "]") { return i }
+                i &+= 1
+            }
+        }
+        if i == end { return nil }
+        if bytes[i] != UInt8(ascii: ":") { return i }
+        i &+= 1
+        while i < end {
+            if bytes[i] &- 0x30 > 9 { return i }
+            i &+= 1
+        }
+        return nil
     }
 
     /// Marks the headers a Connection header names as hop-by-hop; runs only when one names something unusual.

@@ -37,12 +37,14 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
              badChunkSize, chunkSizeOverflow, chunkLineTooLong, badChunkExtension, missingChunkDataCRLF,
              trailerTooLarge, badTrailer
 
-        /// 414/431/501/505 where RFC 9112 names them, 400 for everything else a client can get wrong.
+        /// 414/431/501/505 where RFC 9112 names them, 400 for everything else a client can get wrong. A request whose
+        /// final transfer coding is not chunked has no reliable length: RFC 9112 6.3 rule 4 says 400, not 501 (501 is
+        /// for an unknown coding under a final chunked, RFC 9112 6.1).
         public var requestStatus: Int {
             switch self {
             case .requestLineTooLong: return 414
             case .headTooLarge, .tooManyHeaders: return 431
-            case .unsupportedTransferCoding, .chunkedNotFinal: return 501
+            case .unsupportedTransferCoding: return 501
             case .unsupportedVersion: return 505
             default: return 400
             }

@@ -203,11 +203,12 @@ public struct HTTPRequestParser: Sendable {
         while a < te {
             let b = bytes[a]
             if b == 0x2F || b == 0x3F { break }
-            // userinfo is deprecated (RFC 9110 4.2.4) and lets "http://good@evil/" fool naive routing.
-            if !HTTPHeaderBlock.isHostByte(b) { return .request(.badTarget, at: a) }
             a &+= 1
         }
+        // An http URI needs a host (RFC 9110 4.2.1). Userinfo ('@') is refused: it is deprecated (RFC 9110 4.2.4) and
+        // lets "http://good@evil/" fool naive routing. The authority must be a valid uri-host [":" port].
         if a == authorityStart { return .request(.badTarget, at: a) }
+        if let bad = HTTPHeaderBlock.firstInvalidHostByte(bytes, authorityStart..<a) { return .request(.badTarget, at: bad) }
         pending.host = authorityStart..<a
         if a == te || bytes[a] == 0x3F {
             pending.path = a..<a

@@ -58,6 +58,13 @@ final class HTTPRequestParserTests: XCTestCase {
         Accepted(raw: "get / HTTP/1.1\r\nHost: a\r\n\r\n", method: .other),
         Accepted(raw: "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n", headLength: 27),
         Accepted(raw: "GET / HTTP/1.1\r\nHost:\r\n\r\n", host: ""),
+        Accepted(raw: "GET / HTTP/1.1\r\nHost: a:8080\r\n\r\n", host: "a:8080"),
+        Accepted(raw: "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", host: "a:"),
+        Accepted(raw: "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", host: "[::1]:80"),
+        Accepted(raw: "GET / HTTP/1.1\r\nHost: [2001:db8::a.b.c.d]\r\n\r\n", host: "[2001:db8::a.b.c.d]"),
+        Accepted(raw: "GET / HTTP/1.1\r\nHost: caf%C3%A9.example\r\n\r\n", host: "caf%C3%A9.example"),
+        Accepted(raw: "GET / HTTP/1.1\r\nHost: 192.0.2.1:1\r\n\r\n", host: "192.0.2.1:1"),
+        Accepted(raw: "GET http://[::1]:8080/p HTTP/1.1\r\nHost: x\r\n\r\n", path: "/p", host: "[::1]:8080"),
         Accepted(raw: "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", host: "[::1]:8080"),
     ]
 
@@ -172,12 +179,12 @@ final class HTTPRequestParserTests: XCTestCase {
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", status: 400,
                  reason: .contentLengthWithTransferEncoding, offset: 26),
         Rejected(raw: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400, reason: .transferEncodingInHTTP10),
-        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", status: 501,
+        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", status: 400,
                  reason: .chunkedNotFinal),
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 501,
                  reason: .unsupportedTransferCoding),
-        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", status: 501, reason: .chunkedNotFinal),
-        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", status: 501, reason: .chunkedNotFinal),
+        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", status: 400, reason: .chunkedNotFinal),
+        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400, reason: .chunkedNotFinal),
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", status: 400,
                  reason: .chunkedTwice),
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -185,7 +192,11 @@ final class HTTPRequestParserTests: XCTestCase {
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
                  status: 501, reason: .unsupportedTransferCoding),
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
-                 status: 501, reason: .chunkedNotFinal),
+                 status: 400, reason: .chunkedNotFinal),
+        // RFC 9112 6.3 rule 4: chunked not final (or absent) in a request is 400 however the coding is spelled.
+        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", status: 400, reason: .chunkedNotFinal),
+        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", status: 400, reason: .chunkedNotFinal),
+        Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", status: 400, reason: .chunkedNotFinal),
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", status: 400, reason: .emptyTransferEncoding),
         Rejected(raw: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", status: 400,
                  reason: .whitespaceBeforeColon),
@@ -198,6 +209,19 @@ final class HTTPRequestParserTests: XCTestCase {
         Rejected(raw: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400, reason: .badHost),
         Rejected(raw: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", status: 400, reason: .badHost),
         Rejected(raw: "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", status: 400, reason: .badHost),
+        // Host = uri-host [ ":" port ] (RFC 9110 7.2; RFC 9112 3.2: an invalid value is 400)
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: a:abc\r\n\r\n", status: 400, reason: .badHost, offset: 24),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: a:80:81\r\n\r\n", status: 400, reason: .badHost, offset: 26),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: a:-1\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: []\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: a]b\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: a%2\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", status: 400, reason: .badHost),
+        Rejected(raw: "GET http://a:abc/ HTTP/1.1\r\nHost: a\r\n\r\n", status: 400, reason: .badTarget),
+        Rejected(raw: "GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n", status: 400, reason: .badTarget),
     ]
 
     func testEveryRejectionClassGivesTheSameErrorInEveryFeedMode() {
@@ -227,7 +251,7 @@ final class HTTPRequestParserTests: XCTestCase {
         let cases: [(String, String, Int)] = [
             ("CL.TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nSMUGGLED", 400),
             ("TE.CL", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n", 400),
-            ("TE chunked, identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 501),
+            ("TE chunked, identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
             ("TE with space before colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", 400),
             ("CL +5", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400),
             ("CL 5, 5", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400),
@@ -343,6 +367,7 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertEqual(HTTPParseError.Reason.requestLineTooLong.requestStatus, 414)
         XCTAssertEqual(HTTPParseError.Reason.headTooLarge.requestStatus, 431)
         XCTAssertEqual(HTTPParseError.Reason.unsupportedTransferCoding.requestStatus, 501)
+        XCTAssertEqual(HTTPParseError.Reason.chunkedNotFinal.requestStatus, 400)
         XCTAssertEqual(HTTPParseError.Reason.contentLengthWithTransferEncoding.description,
                        "both Content-Length and Transfer-Encoding")
         XCTAssertEqual("\(HTTPStatus.reasonPhrase(404))", "Not Found")

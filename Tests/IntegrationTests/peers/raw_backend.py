@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""An independent HTTP/1.1 origin server for Huddle's integration tests (stdlib only, shares no code with Huddle).
+
+It records the raw bytes of every connection it accepts and parses requests with its own small, strict parser, so a
+test can see exactly what Huddle forwarded:
+
+  RECORD_DIR/conn-NNNNNN.raw      every byte received on connection NNNNNN, appended as it arrives
+  RECORD_DIR/conn-NNNNNN.closed   created once the connection is over (content: why: eof, reset, server-close)
+  RECORD_DIR/requests.jsonl       one JSON object per request: conn, index, method, target, version,
+                                  headers ([[name, value], ...] as received), body_length, body (latin-1), or error
+
+Answers: 200 with a JSON summary of the request (the same object as in requests.jsonl), keep-alive as HTTP/1.1 says;
+GET .../stream/N answers N bytes (byte i is i % 251) in 64 KiB writes with backpressure. A request it cannot parse gets
+400 with {"error": ...} and the connection is closed. Prints "PORT <n>" on stdout once it listens (port 0 = any).
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+
+TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+VERSION = re.compile(rb"^HTTP/1\.[01]$")
+HEX = re.compile(rb"^[0-9A-Fa-f]+$")
+DIGITS = re.compile(rb"^[0-9]+$")
+MAX_HEAD = 65536
+MAX_CHUNK_LINE = 4096
+MAX_BODY_KEPT = 65536
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Closed(Exception):
+    pass
+
+
+class Recorder:
+    def __init__(self, directory):
+        self.dir = directory
+        self.next_id = 0
+
+    def new_connection(self):
+        self.next_id += 1
+        cid = self.next_id
+        open(self.path(cid, "raw"), "wb").close()
+        return cid
+
+    def path(self, cid, ext):
+        return os.path.join(self.dir, f"conn-{cid:06d}.{ext}")
+
+    def data(self, cid, data):
+        with open(self.path(cid, "raw"), "ab") as f:
+            f.write(data)
+
+    def closed(self, cid, why):
+        p = self.path(cid, "closed")
+        if not os.path.exists(p):
+            with open(p, "w") as f:
+                f.write(why)
+
+    def request(self, obj):
+        with open(os.path.join(self.dir, "requests.jsonl"), "a") as f:
+            f.write(json.dumps(obj) + "\n")
+
+
+class Conn:
+    """Buffered reader over a StreamReader that records every byte it receives."""
+
+    def __init__(self, reader, recorder, cid):
+        self.reader = reader
+        self.recorder = recorder
+        self.cid = cid
+        self.buf = b""
+
+    async def fill(self):
+        try:
+            data = await self.reader.read(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            self.recorder.closed(self.cid, "reset")
+            raise Closed()
+        if not data:
+            self.recorder.closed(self.cid, "eof")
+            raise Closed()
+        self.recorder.data(self.cid, data)
+        self.buf += data
+
+    async def line(self, limit):
+        """One line ending in CRLF (returned without it); a bare LF or a CR not before LF is an error."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                if i == 0 or self.buf[i - 1:i] != b"\r":
+                    raise BadRequest("bare LF")
+                line = self.buf[:i - 1]
+                self.buf = self.buf[i + 1:]
+                if b"\r" in line:
+                    raise BadRequest("bare CR")
+                return line
+            if len(self.buf) > limit:
+                raise BadRequest("line too long")
+            await self.fill()
+
+    async def exactly(self, n):
+        while len(self.buf) < n:
+            await self.fill()
+        out = self.buf[:n]
+        self.buf = self.buf[n:]
+        return out
+
+
+def field_value_ok(v):
+    return all(b == 9 or 0x20 <= b <= 0x7E or b >= 0x80 for b in v)
+
+
+async def read_request(c, first):
+    """Returns (method, target, version, headers) or None at a clean EOF between requests."""
+    try:
+        line = await c.line(MAX_HEAD)
+    except Closed:
+        if not c.buf:
+            return None
+        raise
+    parts = line.split(b" ")
+    if len(parts) != 3 or not TOKEN.match(parts[0]) or not parts[1] or not VERSION.match(parts[2]):
+        raise BadRequest(f"bad request line {line!r}")
+    method, target, version = parts
+    if any(b < 0x21 or b == 0x7F for b in target):
+        raise BadRequest("control character in target")
+    headers = []
+    size = len(line)
+    while True:
+        line = await c.line(MAX_HEAD)
+        size += len(line) + 2
+        if size > MAX_HEAD:
+            raise BadRequest("head too large")
+        if line == b"":
+            break
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest("obs-fold")
+        colon = line.find(b":")
+        if colon <= 0 or not TOKEN.match(line[:colon]):
+            raise BadRequest(f"bad field line {line!r}")
+        value = line[colon + 1:].strip(b" \t")
+        if not field_value_ok(value):
+            raise BadRequest("control character in a field value")
+        headers.append((line[:colon], value))
+    return method, target, version, headers
+
+
+def header_values(headers, name):
+    return [v for n, v in headers if n.lower() == name]
+
+
+async def read_body(c, version, headers):
+    cl = header_values(headers, b"content-length")
+    te = header_values(headers, b"transfer-encoding")
+    if te:
+        if version == b"HTTP/1.0":
+            raise BadRequest("Transfer-Encoding in HTTP/1.0")
+        if cl:
+            raise BadRequest("Content-Length and Transfer-Encoding")
+        if len(te) != 1 or te[0].lower() != b"chunked":
+            raise BadRequest(f"unsupported Transfer-Encoding {te!r}")
+        body = bytearray()
+        while True:
+            size_line = await c.line(MAX_CHUNK_LINE)
+            size_text = size_line.split(b";", 1)[0]
+            if b";" in size_line:
+                size_text = size_text.rstrip(b" \t")  # BWS is allowed only before a chunk extension
+            if not HEX.match(size_text) or len(size_text) > 16:
+                raise BadRequest(f"bad chunk size {size_line!r}")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            body += await c.exactly(size)
+            if await c.exactly(2) != b"\r\n":
+                raise BadRequest("chunk data not followed by CRLF")
+        while True:  # trailer section
+            t = await c.line(MAX_HEAD)
+            if t == b"":
+                break
+            colon = t.find(b":")
+            if colon <= 0 or not TOKEN.match(t[:colon]):
+                raise BadRequest(f"bad trailer line {t!r}")
+        return bytes(body)
+    if cl:
+        if len(cl) != 1 or not DIGITS.match(cl[0]):
+            raise BadRequest(f"bad Content-Length {cl!r}")
+        return await c.exactly(int(cl[0]))
+    return b""
+
+
+def keep_alive(version, headers):
+    options = [o.strip().lower() for v in header_values(headers, b"connection") for o in v.split(b",")]
+    if version == b"HTTP/1.1":
+        return b"close" not in options
+    return b"keep-alive" in options and b"close" not in options
+
+
+def text(b):
+    return b.decode("latin-1")
+
+
+async def handle(reader, writer, recorder):
+    cid = recorder.new_connection()
+    c = Conn(reader, recorder, cid)
+    index = 0
+    try:
+        while True:
+            try:
+                req = await read_request(c, index == 0)
+                if req is None:
+                    break
+                method, target, version, headers = req
+                if version == b"HTTP/1.1" and len(header_values(headers, b"host")) != 1:
+                    raise BadRequest("HTTP/1.1 request without exactly one Host")
+                if len(header_values(headers, b"host")) > 1:
+                    raise BadRequest("more than one Host")
+                body = await read_body(c, version, headers)
+            except BadRequest as e:
+                recorder.request({"conn": cid, "index": index, "error": str(e)})
+                payload = json.dumps({"error": str(e)}).encode()
+                writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(payload)).encode() + b"\r\nConnection: close\r\n\r\n" + payload)
+                await writer.drain()
+                recorder.closed(cid, "server-close")
+                break
+            summary = {"conn": cid, "index": index, "method": text(method), "target": text(target),
+                       "version": text(version), "headers": [[text(n), text(v)] for n, v in headers],
+                       "body_length": len(body), "body": text(body[:MAX_BODY_KEPT])}
+            recorder.request(summary)
+            index += 1
+            persist = keep_alive(version, headers)
+            connection = b"" if persist else b"Connection: close\r\n"
+            m = re.search(rb"/stream/([0-9]+)$", target)
+            if m and method == b"GET":
+                n = int(m.group(1))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+                             + str(n).encode() + b"\r\n" + connection + b"\r\n")
+                pattern = bytes(i % 251 for i in range(251 * 262))  # 65762 bytes, a whole number of periods
+                sent = 0
+                while sent < n:
+                    piece = min(n - sent, 65536 - 65536 % 251)
+                    writer.write(pattern[:piece])
+                    sent += piece
+                    await writer.drain()
+            else:
+                payload = json.dumps(summary).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(payload)).encode() + b"\r\n" + connection + b"\r\n"
+                             + (b"" if method == b"HEAD" else payload))
+                await writer.drain()
+            if not persist:
+                recorder.closed(cid, "server-close")
+                break
+    except Closed:
+        pass
+    except (ConnectionResetError, BrokenPipeError):
+        recorder.closed(cid, "reset")
+    finally:
+        try:
+            writer.close()
+        except Exception:
+            pass
+        recorder.closed(cid, "server-close")
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--record-dir", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    os.makedirs(args.record_dir, exist_ok=True)
+    recorder = Recorder(args.record_dir)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, recorder), args.host, args.port, limit=MAX_HEAD)
+    port = server.sockets[0].getsockname()[1]
+    print(f"PORT {port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)
