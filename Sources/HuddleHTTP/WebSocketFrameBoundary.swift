@@ -10,6 +10,8 @@ public struct WebSocketFrameBoundary: Sendable {
     private var masked = false
     /// Payload bytes of the current frame still to come.
     public private(set) var payloadRemaining: UInt64 = 0
+    /// A Close frame's header went by: the sender started the closing handshake (RFC 6455 §5.5.1).
+    public private(set) var sawClose = false
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct WebSocketFrameBoundary: Sendable {
             case 0:
                 headerNeed = 2
                 lengthBytes = 0
+                if b & 0x0F == 0x8 { sawClose = true }
             case 1:
                 masked = b & 0x80 != 0
                 len7 = b & 0x7F

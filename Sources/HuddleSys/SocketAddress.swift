@@ -79,6 +79,11 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The IP as text, without the port.
+    public var isIPv6: Bool {
+        if case .v6 = self { return true }
+        return false
+    }
+
     public var ipString: String {
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         switch self {

@@ -177,4 +177,15 @@ final class WebSocketFrameBoundaryTests: XCTestCase {
             XCTAssertTrue(t.atBoundary)
         }
     }
+
+    /// A Close frame is noticed only as a frame header, never in payload bytes that happen to look like one.
+    func testCloseFrameIsSeenOnlyAtAHeader() {
+        var t = WebSocketFrameBoundary()
+        let text = WebSocketFrame.encode(opcode: WebSocketFrame.text, payload: [0x88, 0x02, 0x03, 0xE9], maskKey: nil)
+        text.withUnsafeBytes { t.consume($0) }
+        XCTAssertFalse(t.sawClose, "0x88 inside a payload is not a Close frame")
+        let close = WebSocketFrame.encode(opcode: WebSocketFrame.close, payload: [0x03, 0xE8], maskKey: 0x0102_0304)
+        close.withUnsafeBytes { t.consume(UnsafeRawBufferPointer(rebasing: $0[0..<1])) }
+        XCTAssertTrue(t.sawClose)
+    }
 }

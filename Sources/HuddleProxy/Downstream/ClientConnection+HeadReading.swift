@@ -112,11 +112,19 @@ extension ClientConnection {
         if x.request.head == nil { x.request.head = loop.buffers.acquire(minimumCapacity: x.head.headLength + 1024) }
         x.request.head.unwrapped.clear()
         let w = worker
+        let ipv6 = peer?.isIPv6 ?? false
         x.logFields = peerIPText.withUnsafeBytes { ip in
             ForwardedHead.write(into: &x.request.head!, head: x.head, bytes: inBuf.unwrapped.readableBytes, upgrade: x.upgrade != .none,
-                                clientIP: ip, proto: "http", logFields: w.accessLog.enabled,
-                                newRequestId: { w.appendRequestId(into: &$0) })
+                                clientIP: ip, clientIsIPv6: ipv6, proto: "http", logFields: w.accessLog.enabled,
+                                fallbackHost: { self.localAuthority }, newRequestId: { w.appendRequestId(into: &$0) })
         }
+    }
+
+    /// This end of the connection as an authority (`ip:port`, IPv6 in brackets): the Host of an HTTP/1.0 request that
+    /// named none (RFC 9112 §3.3). Asked of the kernel only then.
+    var localAuthority: [UInt8] {
+        guard stream.fd >= 0, let a = Sys.localAddress(stream.fd) else { return Array("localhost".utf8) }
+        return Array(a.description.utf8)
     }
 
     /// The exchange is done and the connection stays: the next request may already be buffered (pipelining).

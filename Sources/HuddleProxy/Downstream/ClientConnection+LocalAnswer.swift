@@ -12,11 +12,11 @@ extension ClientConnection {
             inBuf.unwrapped.readIndex += x.head.headLength
         }
         // A body we will not read cannot be skipped safely: the connection closes after the answer.
-        answerLocally(status: a.status, message: a.message, close: a.close || x.head.bodyFraming != .none)
+        answerLocally(status: a.status, message: a.message, close: a.close || x.head.bodyFraming != .none, extraHeaders: a.extraHeaders)
     }
 
     /// Queues a short text response and switches to sending it. The exchange keeps nothing of a backend.
-    func answerLocally(status: Int, message: String, close: Bool) {
+    func answerLocally(status: Int, message: String, close: Bool, extraHeaders: StaticString = "") {
         guard let x = exchange else {
             self.close()
             return
@@ -27,7 +27,7 @@ extension ClientConnection {
         x.response.output.unwrapped.clear()
         let body = "\(status) \(HTTPStatus.reasonPhrase(status)): \(message)\n"
         let closing = close || !x.clientKeepAlive || worker.shuttingDown
-        appendLocalHead(into: &x.response.output!, x, status: status, bodyLength: body.utf8.count, closing: closing)
+        appendLocalHead(into: &x.response.output!, x, status: status, bodyLength: body.utf8.count, closing: closing, extraHeaders: extraHeaders)
         // A HEAD request gets the head alone, unless it is the head that could not be read.
         if x.method != .head || phase == .readingHead { x.response.output.unwrapped.append(body) }
         x.response.status = status
@@ -38,7 +38,7 @@ extension ClientConnection {
         armTimer()
     }
 
-    private func appendLocalHead(into o: inout IOBuffer, _ x: Exchange<Net>, status: Int, bodyLength: Int, closing: Bool) {
+    private func appendLocalHead(into o: inout IOBuffer, _ x: Exchange<Net>, status: Int, bodyLength: Int, closing: Bool, extraHeaders: StaticString) {
         o.append("HTTP/1.1 ")
         o.append(decimal: Int64(status))
         o.append(byte: 32)
@@ -50,7 +50,9 @@ extension ClientConnection {
             o.append("\r\nX-Request-Id: ")
             o.append(UnsafeRawBufferPointer(start: base + x.logFields.requestId.lowerBound, count: x.logFields.requestId.count))
         }
-        o.append("\r\n\r\n")
+        o.append("\r\n")
+        o.append(extraHeaders)
+        o.append("\r\n")
     }
 
     /// Returns true when done and the connection moved on to the next request.

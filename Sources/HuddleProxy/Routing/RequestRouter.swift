@@ -34,17 +34,32 @@ struct LocalAnswer: Equatable {
     let logReason: String?
     /// Close the client connection after the answer (unread body, or a request we cannot trust).
     let close: Bool
+    /// Header lines to add, each ending in CRLF.
+    var extraHeaders: StaticString = ""
+
+    static func == (a: LocalAnswer, b: LocalAnswer) -> Bool {
+        a.status == b.status && a.message == b.message && a.logReason == b.logReason && a.close == b.close
+            && a.extraHeaders.description == b.extraHeaders.description
+    }
 }
 
 enum RequestRouter {
+    private static let slash: [UInt8] = [47]
+
     static func decide(block: ServerBlockRuntime, head: HTTPRequestHead, bytes: UnsafeRawBufferPointer) -> RoutingDecision {
         // A request whose body we will not read must close the connection: the unread bytes cannot be skipped safely.
         let hasBody = head.bodyFraming != .none
         guard head.method != .connect else {
-            return .answer(LocalAnswer(status: 405, message: "CONNECT is not supported", logReason: "CONNECT is not supported", close: true))
+            // RFC 9110 §15.5.6: a 405 lists the methods that are supported.
+            return .answer(LocalAnswer(status: 405, message: "CONNECT is not supported", logReason: "CONNECT is not supported", close: true,
+                                       extraHeaders: "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n"))
         }
+        // An absolute-form target without a path means "/" (RFC 9112 §3.2.1); `OPTIONS *` concerns the server as a whole
+        // and goes where "/" goes.
         let path = UnsafeRawBufferPointer(rebasing: bytes[head.path])
-        guard let route = block.route(path: path) else {
+        let isRoot = path.isEmpty || (path.count == 1 && path[0] == 42)
+        let found = isRoot ? Self.slash.withUnsafeBytes { block.route(path: $0) } : block.route(path: path)
+        guard let route = found else {
             return .answer(LocalAnswer(status: 404, message: "no route matches this path", logReason: nil, close: hasBody))
         }
         let limit = block.config.maxBodySize

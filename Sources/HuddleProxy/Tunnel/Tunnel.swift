@@ -39,6 +39,9 @@ final class Tunnel<Net: Network> {
     private var toClient = TunnelDirection()
     /// Shutting down: finish the server's current frame, then send the client a Close (1001) and close.
     private var closing = false
+    /// The WebSocket server went away without a Close frame: once what it sent has reached the client, the tunnel
+    /// closes (nothing the client sends can be answered any more).
+    private var serverGone = false
     // Bytes that were already in user space when the tunnel began, sent first and in order: the 101 head and any
     // server bytes behind it go to the client, client bytes sent after its handshake go to the server.
     private var headOut: IOBuffer?
@@ -76,11 +79,11 @@ final class Tunnel<Net: Network> {
             // While closing, stop taking new frames from the server once the current one is through.
             let stop = closing && (toClient.frames?.atBoundary ?? true)
             ok = pump(&toClient, from: c.stream, to: client.stream, canRead: &c.canRead, canWrite: &client.canWrite,
-                      sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers, readingStopped: stop)
+                      sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers, readingStopped: stop, fromServer: true)
         }
         if ok {
             ok = pump(&toServer, from: client.stream, to: c.stream, canRead: &client.canRead, canWrite: &c.canWrite,
-                      sourceHungUp: client.sawHangup, leftoversPending: hasClientLeftovers, readingStopped: false)
+                      sourceHungUp: client.sawHangup, leftoversPending: hasClientLeftovers, readingStopped: false, fromServer: false)
         }
         if !ok {
             client.close()
@@ -91,6 +94,10 @@ final class Tunnel<Net: Network> {
                 // Best effort: four bytes into an empty socket buffer; if it would block, the TCP close still says it.
                 closeGoingAway.withUnsafeBytes { _ = try? client.stream.write($0.baseAddress!, $0.count) }
             }
+            client.close()
+            return
+        }
+        if serverGone && toClient.shutdownSent {
             client.close()
             return
         }
@@ -111,14 +118,14 @@ final class Tunnel<Net: Network> {
     /// Returns false on a fatal socket error.
     private func flushLeftovers(_ c: UpstreamConnection<Net>) -> Bool {
         while client.canWrite && (headOut?.readableCount ?? 0) > 0 {
-            guard let n = write(client.stream, headOut.unwrapped.readPointer, headOut.unwrapped.readableCount, &client.canWrite) else { return false }
+            guard let n = write(client.stream, headOut.unwrapped.readPointer, headOut.unwrapped.readableCount, &client.canWrite, toServer: false) else { return false }
             if n == 0 { break }
             headOut.unwrapped.readIndex += n
         }
         if headOut?.readableCount == 0 { headOut = nil }
         if headOut == nil {
             while client.canWrite && (serverEarly?.readableCount ?? 0) > 0 {
-                guard let n = write(client.stream, serverEarly.unwrapped.readPointer, serverEarly.unwrapped.readableCount, &client.canWrite) else { return false }
+                guard let n = write(client.stream, serverEarly.unwrapped.readPointer, serverEarly.unwrapped.readableCount, &client.canWrite, toServer: false) else { return false }
                 if n == 0 { break }
                 serverEarly.unwrapped.readIndex += n
                 client.lastActivity = loop.now
@@ -126,7 +133,7 @@ final class Tunnel<Net: Network> {
             if serverEarly?.readableCount == 0 { serverEarly = nil }
         }
         while c.canWrite && (clientEarly?.readableCount ?? 0) > 0 {
-            guard let n = write(c.stream, clientEarly.unwrapped.readPointer, clientEarly.unwrapped.readableCount, &c.canWrite) else { return false }
+            guard let n = write(c.stream, clientEarly.unwrapped.readPointer, clientEarly.unwrapped.readableCount, &c.canWrite, toServer: true) else { return false }
             if n == 0 { break }
             clientEarly.unwrapped.readIndex += n
             client.lastActivity = loop.now
@@ -136,7 +143,7 @@ final class Tunnel<Net: Network> {
     }
 
     /// Writes; nil on a fatal error, 0 when the socket would block.
-    private func write(_ dst: Net.Stream, _ p: UnsafeRawPointer, _ n: Int, _ canWrite: inout Bool) -> Int? {
+    private func write(_ dst: Net.Stream, _ p: UnsafeRawPointer, _ n: Int, _ canWrite: inout Bool, toServer: Bool) -> Int? {
         do {
             switch try dst.write(p, n) {
             case .wouldBlock:
@@ -146,14 +153,14 @@ final class Tunnel<Net: Network> {
                 return w
             }
         } catch {
-            client.log.debug("tunnel \(client.peerText): write failed: \(error)")
+            ended(toServer ? .serverError("write to the server failed: \(error)") : .clientError("write to the client failed: \(error)"))
             return nil
         }
     }
 
     /// Moves what it can from `src` to `dst`. Returns false on a fatal error.
     private func pump(_ d: inout TunnelDirection, from src: Net.Stream, to dst: Net.Stream, canRead: inout Bool, canWrite: inout Bool,
-                      sourceHungUp: Bool, leftoversPending: Bool, readingStopped: Bool) -> Bool {
+                      sourceHungUp: Bool, leftoversPending: Bool, readingStopped: Bool, fromServer: Bool) -> Bool {
         if leftoversPending { return true }
         while true {
             // Drain what is in flight first.
@@ -170,13 +177,13 @@ final class Tunnel<Net: Network> {
                         continue
                     }
                 } catch {
-                    client.log.debug("tunnel \(client.peerText): splice out failed: \(error)")
+                    ended(fromServer ? .clientError("splice to the client failed: \(error)") : .serverError("splice to the server failed: \(error)"))
                     return false
                 }
             }
             if (d.buffer?.readableCount ?? 0) > 0 {
                 guard canWrite else { return true }
-                guard let n = write(dst, d.buffer.unwrapped.readPointer, d.buffer.unwrapped.readableCount, &canWrite) else { return false }
+                guard let n = write(dst, d.buffer.unwrapped.readPointer, d.buffer.unwrapped.readableCount, &canWrite, toServer: !fromServer) else { return false }
                 if n == 0 { return true }
                 d.buffer.unwrapped.readIndex += n
                 client.lastActivity = loop.now
@@ -206,6 +213,7 @@ final class Tunnel<Net: Network> {
                         return true
                     case .done(0):
                         d.sourceEOF = true
+                        sourceEnded(d, fromServer: fromServer)
                         continue
                     case .done(let n):
                         // A splice's short count does not prove the socket drained (the pipe can fill its slots
@@ -223,7 +231,7 @@ final class Tunnel<Net: Network> {
                         loop.pipes.markUnsupported()
                         continue
                     }
-                    client.log.debug("tunnel \(client.peerText): splice in failed: \(error)")
+                    ended(fromServer ? .serverError("splice from the server failed: \(error)") : .clientError("splice from the client failed: \(error)"))
                     return false
                 }
             }
@@ -236,6 +244,7 @@ final class Tunnel<Net: Network> {
                     return true
                 case .done(0):
                     d.sourceEOF = true
+                    sourceEnded(d, fromServer: fromServer)
                     continue
                 case .done(let n):
                     // TCP reads return what is queued, up to the size asked: a short read means drained, and a later
@@ -250,9 +259,35 @@ final class Tunnel<Net: Network> {
                     continue
                 }
             } catch {
-                client.log.debug("tunnel \(client.peerText): read failed: \(error)")
+                ended(fromServer ? .serverError("read from the server failed: \(error)") : .clientError("read from the client failed: \(error)"))
                 return false
             }
+        }
+    }
+
+    enum EndCause {
+        case serverError(String)
+        case clientError(String)
+    }
+
+    /// A fatal socket error ends the tunnel: one that involves the backend is worth the operator's attention.
+    private func ended(_ cause: EndCause) {
+        switch cause {
+        case .serverError(let why):
+            client.log.warn("tunnel \(client.peerText) <-> server \(server.addressText): \(why); closing both sides")
+        case .clientError(let why):
+            client.log.debug("tunnel \(client.peerText) <-> server \(server.addressText): \(why); closing both sides")
+        }
+    }
+
+    /// One side finished sending. A WebSocket server that closes without a Close frame went away abruptly (a crash, a
+    /// killed pod): say so, naming it; an orderly end is not news.
+    private func sourceEnded(_ d: borrowing TunnelDirection, fromServer: Bool) {
+        if fromServer, let f = d.frames, !f.sawClose {
+            serverGone = true
+            client.log.warn("tunnel \(client.peerText) <-> server \(server.addressText): the server closed the connection without a WebSocket Close frame")
+        } else {
+            client.log.debug("tunnel \(client.peerText) <-> server \(server.addressText): \(fromServer ? "server" : "client") finished sending")
         }
     }
 }
