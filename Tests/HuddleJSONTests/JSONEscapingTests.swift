@@ -121,7 +121,9 @@ final class JSONEscapingTests: XCTestCase {
     /// Random byte strings (biased towards the interesting bytes): always valid JSON, decoding to what Swift's own
     /// UTF-8 repair makes of the input.
     func testRandomBytesAlwaysGiveValidJSON() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = UInt64.random(in: 0...UInt64.max)
+        print("testRandomBytesAlwaysGiveValidJSON seed \(seed)")
+        var rng = SplitMix64(seed: seed)
         let interesting: [UInt8] = [0x00, 0x1F, 0x20, 0x22, 0x5C, 0x7F, 0x80, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF,
                                     0xF0, 0xF4, 0xF5, 0xFF, 0x41, 0x9F, 0xA0, 0x8F, 0x90]
         for _ in 0..<3000 {
@@ -130,7 +132,23 @@ final class JSONEscapingTests: XCTestCase {
                 Bool.random(using: &rng) ? interesting.randomElement(using: &rng)! : UInt8.random(in: 0...255, using: &rng)
             }
             let q = JSONEscaping.quoted(bytes: input)
-            XCTAssertEqual(parse(Array(q.utf8)), String(decoding: input, as: UTF8.self), "\(input)")
+            var expected = String(decoding: input, as: UTF8.self)
+            // Foundation's parser drops a byte-order mark at the start of a string value; the JSON is still valid.
+            if expected.unicodeScalars.first == "\u{FEFF}" { expected.unicodeScalars.removeFirst() }
+            XCTAssertEqual(parse(Array(q.utf8)), expected, "seed \(seed): \(input)")
         }
+    }
+}
+
+/// A seeded generator, so a failing random case can be replayed from the seed the test prints.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
