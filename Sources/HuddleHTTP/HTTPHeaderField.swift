@@ -18,3 +18,31 @@ public struct HTTPHeaderField: Sendable, Equatable {
         self.isHopByHop = isHopByHop
     }
 }
+
+/// RFC 9110 §7.6.1: a header named as an option of the message's Connection header is hop-by-hop too, and an
+/// intermediary must not forward it.
+public enum ConnectionOptions {
+    /// Whether any Connection header of `headers` names something other than the standard options (close,
+    /// keep-alive, upgrade): the common message has none, and then no header needs checking.
+    public static func nominatesOthers(_ headers: [HTTPHeaderField], _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var others = false
+        for h in headers where h.kind == .connection {
+            ASCIIBytes.forEachToken(in: h.value, of: bytes) { t in
+                if !ASCIIBytes.equalsCaseInsensitive(bytes, t, "close") && !ASCIIBytes.equalsCaseInsensitive(bytes, t, "keep-alive")
+                    && !ASCIIBytes.equalsCaseInsensitive(bytes, t, "upgrade") { others = true }
+            }
+        }
+        return others
+    }
+
+    /// Whether `name` is listed in a Connection header of `headers`.
+    public static func nominates(_ name: Range<Int>, in headers: [HTTPHeaderField], _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var found = false
+        for h in headers where h.kind == .connection {
+            ASCIIBytes.forEachToken(in: h.value, of: bytes) { t in
+                if ASCIIBytes.equalsCaseInsensitive(bytes, t, name) { found = true }
+            }
+        }
+        return found
+    }
+}

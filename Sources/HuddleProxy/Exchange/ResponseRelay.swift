@@ -76,8 +76,10 @@ struct ResponseRelay: ~Copyable {
         o.append(byte: 32)
         o.append(HTTPStatus.reasonPhrase(status))
         o.append("\r\n")
+        let nominated = ConnectionOptions.nominatesOthers(head.headers, bytes)
         for h in head.headers {
             if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
+            if nominated && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
             o.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
             o.append(": ")
             o.append(UnsafeRawBufferPointer(rebasing: bytes[h.value]))

@@ -54,6 +54,7 @@ enum ForwardedHead {
         b.append("\r\n")
         var hasRequestId = false
         var hasXFF = false
+        let nominated = ConnectionOptions.nominatesOthers(head.headers, bytes)
         for h in head.headers {
             switch h.kind {
             case .xForwardedFor:
@@ -67,6 +68,7 @@ enum ForwardedHead {
                 break
             }
             if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
+            if nominated && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
             b.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
             b.append(": ")
             let vs = b.writeIndex
