@@ -79,7 +79,8 @@ struct ResponseRelay: ~Copyable {
         let nominated = ConnectionOptions.nominatesOthers(head.headers, bytes)
         for h in head.headers {
             if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
-            if nominated && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
+            // Only ordinary fields: a Connection option never removes the framing (Content-Length) or Host.
+            if nominated && h.kind == .other && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
             o.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
             o.append(": ")
             o.append(UnsafeRawBufferPointer(rebasing: bytes[h.value]))

@@ -68,7 +68,8 @@ enum ForwardedHead {
                 break
             }
             if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
-            if nominated && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
+            // Only ordinary fields: a Connection option never removes the framing (Content-Length) or Host.
+            if nominated && h.kind == .other && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
             b.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
             b.append(": ")
             let vs = b.writeIndex
