@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "HuddleHTTP", swiftSettings: hotPath),
         .target(name: "HuddleJSON", swiftSettings: hotPath),
         .target(name: "HuddleBalancing", dependencies: ["HuddleSync"], swiftSettings: hotPath),
-        .target(name: "HuddleConfig"),
+        .target(name: "HuddleConfig", dependencies: ["HuddleSys"]),
         .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync"], swiftSettings: hotPath),
         .target(name: "HuddleAdmin", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleConfig", "HuddleBalancing"]),
         .target(name: "HuddleDemo", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleSync"], swiftSettings: hotPath),

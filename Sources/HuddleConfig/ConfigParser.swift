@@ -2,6 +2,7 @@
 
 #if canImport(Glibc)
 import Glibc
+import HuddleSys
 #elseif canImport(Darwin)
 import Darwin
 #endif
@@ -45,32 +46,18 @@ public enum ConfigParser {
         return ordered.filter { seen.insert(Key(location: $0.location, message: $0.message)).inserted }
     }
 
-    /// Config files are small; reading them with plain POSIX calls gives the real errno for the message.
+    /// Config files are small; a wrong path (a device, a huge log) is refused before it eats memory.
     private static func readFile(_ path: String) -> Result<String, ConfigParserReadError> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return .failure(.init("cannot read file: \(describeErrno(errno))")) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return .failure(.init("cannot read file: \(describeErrno(errno))"))
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-            // No sane config is this big; stop before a wrong path (a device, a huge log) eats memory.
-            if bytes.count > 16 << 20 { return .failure(.init("cannot read file: larger than 16 MiB")) }
+        let bytes: [UInt8]
+        do {
+            bytes = try Sys.readWholeFile(path, limit: 16 << 20)
+        } catch {
+            return .failure(.init(error.code == EFBIG ? "cannot read file: larger than 16 MiB" : "cannot read file: \(error.message)"))
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             return .failure(.init("cannot read file: not valid UTF-8"))
         }
         return .success(text)
-    }
-
-    private static func describeErrno(_ code: Int32) -> String {
-        String(cString: strerror(code))
     }
 }
 

@@ -4,7 +4,9 @@ import Glibc
 public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: Int32
     public init(_ code: Int32) { self.code = code }
-    public var description: String { String(cString: strerror(code)) + " (errno \(code))" }
+    public var description: String { message + " (errno \(code))" }
+    /// The system's text for the error alone ("No such file or directory").
+    public var message: String { String(cString: strerror(code)) }
 
     public static var current: Errno { Errno(Glibc.errno) }
     public static let wouldBlock = Errno(EAGAIN)

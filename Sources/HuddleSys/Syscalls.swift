@@ -10,6 +10,22 @@ public enum Sys {
         _ = Glibc.close(fd)
     }
 
+    /// A whole (small) file, read with blocking calls: config files. Refuses files over `limit` bytes.
+    public static func readWholeFile(_ path: String, limit: Int) throws(Errno) -> [UInt8] {
+        let fd = try check { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+        defer { _ = Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        let chunkSize = 64 * 1024
+        let chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { chunk.deallocate() }
+        while true {
+            let n = try check { Glibc.read(fd, chunk, chunkSize) }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: UnsafeRawBufferPointer(start: chunk, count: n))
+            if bytes.count > limit { throw Errno(EFBIG) }
+        }
+    }
+
     public static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         try checkNonBlocking { Glibc.read(fd, buf, count) }
     }
