@@ -99,6 +99,14 @@ public final class EventLoop: @unchecked Sendable {
         release(registration)
     }
 
+    /// Stops delivering events for a descriptor the caller closes right after. Closing the last reference to a file
+    /// removes it from epoll by itself, so this skips the EPOLL_CTL_DEL syscall (as nginx does on close); events already
+    /// collected for it in this turn are dropped by the registration's generation.
+    public func deregisterClosing(registration: Registration) {
+        guard registration != .none else { return }
+        release(registration)
+    }
+
     private func release(_ reg: Registration) {
         let s = Int(reg.slot)
         guard s < handlers.count, generations[s] == reg.generation else { return }

@@ -10,6 +10,8 @@ public enum Sockets {
             try Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
             if reusePort { try Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
             if address.family == AF_INET6 { try? Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
+            // Accepted sockets inherit TCP_NODELAY from their listener on Linux: set once here, not per accept.
+            try? Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
             try Sys.bind(fd, address)
             try Sys.listen(fd, backlog: backlog)
         } catch {

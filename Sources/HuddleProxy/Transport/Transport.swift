@@ -43,6 +43,7 @@ public protocol Network {
     func pendingError(_ stream: Stream) -> Int32
     /// Asks the loop to report the stream's readiness to `handler` (edge-triggered, everything).
     func register(_ stream: Stream, handler: EventHandler, on loop: EventLoop) throws(Errno) -> Registration
+    /// Stops reporting readiness for a stream that is closed right after (its owner is dropped next).
     func deregister(_ stream: Stream, _ registration: Registration, on loop: EventLoop)
     /// The stream for a descriptor a listener accepted.
     func adopt(acceptedFD: Int32) -> Stream
@@ -78,7 +79,7 @@ public struct SocketNetwork: Network {
         try loop.register(fd: stream.fd, handler: handler)
     }
     @inline(__always) public func deregister(_ stream: SocketTransport, _ registration: Registration, on loop: EventLoop) {
-        loop.deregister(fd: stream.fd, registration: registration)
+        loop.deregisterClosing(registration: registration)
     }
     @inline(__always) public func adopt(acceptedFD: Int32) -> SocketTransport { SocketTransport(fd: acceptedFD) }
 }

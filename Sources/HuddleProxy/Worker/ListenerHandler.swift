@@ -62,7 +62,6 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
                 return
             }
             guard case .done(let (cfd, peer)) = r else { return }
-            Sockets.setNoDelay(cfd)
             w.adopt(w.network.adopt(acceptedFD: cfd), peer: peer, blockIndex: blockIndex)
         }
     }
