@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "HuddleJSON", swiftSettings: hotPath),
         .target(name: "HuddleBalancing", dependencies: ["HuddleSync"], swiftSettings: hotPath),
         .target(name: "HuddleConfig", dependencies: ["HuddleSys"]),
-        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync"], swiftSettings: hotPath),
+        .target(name: "HuddleHealth", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleSync"]),
+        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync", "HuddleHealth"], swiftSettings: hotPath),
         .target(name: "HuddleAdmin", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleConfig", "HuddleBalancing"]),
         .target(name: "HuddleDemo", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleSync"], swiftSettings: hotPath),
         .executableTarget(name: "huddle", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleDemo"]),
@@ -36,6 +37,7 @@ let package = Package(
         .testTarget(name: "HuddleConfigTests", dependencies: ["HuddleConfig"]),
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
+        .testTarget(name: "HuddleHealthTests", dependencies: ["HuddleHealth", "HuddleIO", "HuddleSys"]),
         .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing"]),
         .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"], exclude: ["ws_group_client.py", "peers"]),
     ]

@@ -85,12 +85,27 @@ extension ConfigBuilder {
     }
 
     private mutating func healthCheck(_ d: ConfigDirective, _ a: ParsedArguments) -> HealthCheckConfig? {
-        guard a[0].text.hasPrefix("/"), !a[0].text.contains(where: \.isWhitespace) else {
-            error(a[0].location, "expected a health check path starting with \"/\", found \(ConfigText.quoted(a[0].text))")
+        let isTCP = a[0].text == "tcp"
+        guard isTCP || (a[0].text.hasPrefix("/") && !a[0].text.contains(where: { $0.isWhitespace || $0.isNewline || !$0.isASCII })) else {
+            error(a[0].location, "expected a health check path starting with \"/\" or \"tcp\" for a connect-only check, found \(ConfigText.quoted(a[0].text))")
             return nil
         }
-        var check = HealthCheckConfig(path: a[0].text)
+        var check = HealthCheckConfig(path: isTCP ? nil : a[0].text)
         var ok = true
+        if let v = a.options["host"] {
+            if isTCP {
+                error(v.location, "\"host\" applies to HTTP checks; a tcp check only connects")
+                ok = false
+            } else if v.text.isEmpty || v.text.contains(where: { $0.isWhitespace || $0.isNewline || !$0.isASCII || $0 == "/" }) {
+                error(v.location, "expected a host name such as app.internal or app.internal:8080 for \"host\", found \(ConfigText.quoted(v.text))")
+                ok = false
+            } else {
+                check.host = v.text
+            }
+        }
+        if let v = a.options["initial"] {
+            if let k = keyword(v, of: "initial", among: ["healthy", "unhealthy"]) { check.initiallyUnhealthy = k == "unhealthy" } else { ok = false }
+        }
         if let v = a.options["interval"] {
             if let ms = duration(v, of: "interval", positive: true) { check.interval = ms } else { ok = false }
         }
@@ -136,6 +151,9 @@ extension ConfigBuilder {
         }
         if let v = a.options["max_ejected"] {
             if let p = percent(v, of: "max_ejected") { passive.maxEjectedPercent = p } else { ok = false }
+        }
+        if let v = a.options["on_5xx"] {
+            if let k = keyword(v, of: "on_5xx", among: ["on", "off"]) { passive.on5xx = k == "on" } else { ok = false }
         }
         return ok ? passive : nil
     }

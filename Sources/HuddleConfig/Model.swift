@@ -86,14 +86,19 @@ public struct ServerConfig: Sendable {
 }
 
 public struct HealthCheckConfig: Sendable {
-    public var path: String
+    /// The GET path; nil for `health_check tcp` (a completed connect is healthy).
+    public var path: String?
     public var interval: Milliseconds = 2000
     public var timeout: Milliseconds = 1000
     public var rise: Int = 2
     public var fall: Int = 3
     /// Inclusive status ranges that count as healthy.
     public var expect: [ClosedRange<Int>] = [200...399]
-    public init(path: String) { self.path = path }
+    /// The Host header of a probe; nil: the server's address as written.
+    public var host: String? = nil
+    /// `initial=unhealthy`: a new server takes no traffic until it passes `rise` checks.
+    public var initiallyUnhealthy = false
+    public init(path: String?) { self.path = path }
 }
 
 public struct PassiveHealthConfig: Sendable {
@@ -101,6 +106,8 @@ public struct PassiveHealthConfig: Sendable {
     public var ejection: Milliseconds = 30_000
     /// Percent, 0...100.
     public var maxEjectedPercent: Int = 50
+    /// `on_5xx=on`: a 5xx answer counts as a failure.
+    public var on5xx = false
     public init() {}
 }
 

@@ -1,22 +1,9 @@
 // The data plane's view of a config: an immutable snapshot (routes, upstreams, selectors) plus per-server shared counters.
 import HuddleBalancing
 import HuddleConfig
+@_exported import HuddleHealth
 import HuddleSys
 import Synchronization
-
-/// Server states as the admin API spells them.
-public enum ServerState: UInt8, Sendable {
-    case healthy = 0, unhealthy, ejected, draining, disabled
-    public var name: String {
-        switch self {
-        case .healthy: return "healthy"
-        case .unhealthy: return "unhealthy"
-        case .ejected: return "ejected"
-        case .draining: return "draining"
-        case .disabled: return "disabled"
-        }
-    }
-}
 
 /// One backend server, shared by every worker. Counters are relaxed atomics: each request touches them a few times.
 /// The object survives reloads that keep the server's identity, so counters and groups carry over.
@@ -26,7 +13,8 @@ public final class ServerRuntime: Sendable {
     public let addressText: String
     public let address: SocketAddress?
     public let weight: Int
-    public let stateRaw: Atomic<UInt8>
+    /// Why the server does or does not take traffic (active checks, passive ejection, drain, disable); shared.
+    public let health: ServerHealth
     public let inFlight = Atomic<Int>(0)
     /// Open upstream connections in use (requests and tunnels): the load that bounded-load placement compares.
     public let activeConnections = Atomic<Int>(0)
@@ -42,20 +30,27 @@ public final class ServerRuntime: Sendable {
         (keepalive.load(ordering: .relaxed), keepaliveTimeoutMs.load(ordering: .relaxed))
     }
 
-    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?) {
+    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?, health: ServerHealth) {
         self.uid = uid
+        self.health = health
         keepalive = Atomic(upstream.keepalive)
         keepaliveTimeoutMs = Atomic(upstream.keepaliveTimeout)
         identity = config.identity
         addressText = config.address.description
         self.address = address
         weight = config.weight
-        stateRaw = Atomic(config.down ? ServerState.disabled.rawValue : ServerState.healthy.rawValue)
     }
 
-    public var state: ServerState { ServerState(rawValue: stateRaw.load(ordering: .relaxed)) ?? .healthy }
-    /// Whether new requests may go here.
-    @inline(__always) public var isAvailable: Bool { stateRaw.load(ordering: .relaxed) == ServerState.healthy.rawValue && address != nil }
+    public var state: ServerState { health.state }
+    /// Whether new requests and new groups may go here.
+    @inline(__always) public var isAvailable: Bool { health.takesTraffic && address != nil }
+    /// Whether members of a group already pinned here may still join it (also while draining).
+    @inline(__always) public var keepsGroups: Bool { health.flags.keepsGroups && address != nil }
+    /// The load p2c compares: requests in flight, plus a penalty for a failure streak, so a server that fails fast
+    /// does not look idle and attract traffic before passive health ejects it.
+    @inline(__always) public var balancingLoad: Int {
+        inFlight.load(ordering: .relaxed) + 4 * min(health.consecutiveFailures.load(ordering: .relaxed), 16)
+    }
 
     func recordLatency(micros: Int) {
         let old = latencyEwmaMicros.load(ordering: .relaxed)
@@ -72,9 +67,12 @@ public final class UpstreamRuntime: Sendable {
     public let p2c: P2CSelector
     public let hash: ConsistentHash
     public let groups: GroupTable
+    /// Passive health across this upstream's servers (max_ejected); kept across reloads by name.
+    public let health: UpstreamHealth
     let index: Int
 
-    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable) {
+    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth) {
+        self.health = health
         self.index = index
         name = config.name
         self.config = config
@@ -152,7 +150,9 @@ public final class RuntimeConfig: Sendable {
 
     /// Builds a snapshot, reusing server objects (and their counters) and group tables from `previous` where identities match.
     /// Resolves names (blocking): call off the data path.
-    public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: (String) -> Void) throws -> RuntimeConfig {
+    public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: @escaping @Sendable (String) -> Void,
+                             transitions: @escaping HealthTransitionObserver = { _, _, _, _ in }) throws -> RuntimeConfig {
+        let wall = Sys.wallClockMs()
         var nextUID = (previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1
         var ups: [UpstreamRuntime] = []
         for (i, u) in config.upstreams.enumerated() {
@@ -171,10 +171,19 @@ public final class RuntimeConfig: Sendable {
                 } catch {
                     log("upstream \(u.name): cannot resolve server \(s.address) (\(s.location)): \(error); it stays out of rotation")
                 }
-                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr))
+                // A new server takes traffic before its first probe unless the check says initial=unhealthy.
+                var initial: HealthFlags = []
+                if s.down { initial.insert(.disabled) }
+                if u.healthCheck?.initiallyUnhealthy == true { initial.insert(.activeDown) }
+                let health = ServerHealth(upstream: u.name, server: s.identity, initial: initial, nowWallMs: wall, observer: transitions)
+                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr, health: health))
                 nextUID += 1
             }
-            ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable()))
+            let upstreamHealth = old?.health ?? UpstreamHealth(onRefused: log)
+            upstreamHealth.configure(members: servers.map(\.health), policy: u.passiveHealth.map {
+                EjectionPolicy(failures: $0.failures, ejectionMs: $0.ejection, maxEjectedPercent: $0.maxEjectedPercent, countServerErrors: $0.on5xx)
+            })
+            ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth))
         }
         var blocks: [ServerBlockRuntime] = []
         for b in config.servers {
