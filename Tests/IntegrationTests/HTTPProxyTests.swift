@@ -4,10 +4,11 @@ import Glibc
 import HuddleDemo
 import XCTest
 
-final class HTTPProxyTests: XCTestCase {
+final class HTTPProxyTests: HuddleTestCase {
     var backends: [DemoBackend] = []
 
     override func tearDown() {
+        super.tearDown()   // the end-of-test invariant check, while the backends still run; stops huddle
         for b in backends { b.stop() }
         backends.removeAll()
     }
@@ -336,48 +337,31 @@ final class HTTPProxyTests: XCTestCase {
     }
 }
 
-final class DescriptorExhaustionTests: XCTestCase {
+final class DescriptorExhaustionTests: HuddleTestCase {
     /// With a tiny open-file limit, accept hits EMFILE: Huddle logs once, pauses accepting (no busy loop, no crash),
     /// and serves again once descriptors free up.
     func testRunningOutOfDescriptorsPausesAcceptingAndRecovers() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") else { throw XCTSkip("prlimit not installed") }
         let b = try Harness.startBackend("fd")
         defer { b.stop() }
-        let dir = Harness.temporaryDirectory()
-        let port = Harness.freePort()
-        let conf = dir.appendingPathComponent("h.conf")
-        try """
-        workers 1;
+        // prlimit execs huddle: same pid, so the end-of-test check counts huddle's own descriptors.
+        let h = try HuddleProcess(config: """
         upstream app { server 127.0.0.1:\(b.boundAddresses[0].port); keepalive 0; }
-        server { listen 127.0.0.1:\(port); route / { upstream app; } }
-        """.write(to: conf, atomically: true, encoding: .utf8)
-        let log = dir.appendingPathComponent("log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-        p.arguments = ["--nofile=48:48", Harness.huddleBinary, "-c", conf.path]
-        let handle = try FileHandle(forWritingTo: log)
-        p.standardError = handle
-        p.standardOutput = handle
-        try p.run()
-        defer {
-            p.terminate()
-            p.waitUntilExit()
+        server { listen 127.0.0.1:{PORT}; route / { upstream app; } }
+        """, launcher: ["/usr/bin/prlimit", "--nofile=48:48"])
+        do {
+            var clients: [RawClient] = []
+            for _ in 0..<60 { clients.append(try RawClient(port: h.port, receiveTimeoutSeconds: 2)) }
+            XCTAssertTrue(Harness.waitFor(10) { h.log.contains("pausing accepts") }, h.log)
+            XCTAssertTrue(h.process.isRunning, "huddle died on EMFILE")
         }
-        XCTAssertTrue(Harness.waitFor(15) { Harness.isListening(port) })
-        var clients: [RawClient] = []
-        for _ in 0..<60 { clients.append(try RawClient(port: port, receiveTimeoutSeconds: 2)) }
-        let logText = { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-        XCTAssertTrue(Harness.waitFor(10) { logText().contains("pausing accepts") }, logText())
-        XCTAssertTrue(p.isRunning, "huddle died on EMFILE")
-        clients.removeAll()
         // Once the idle connections are gone, requests are served again.
         var status = ""
         Harness.waitFor(15) {
-            status = (try? Harness.curl(["-w", "%{http_code}", "-o", "/dev/null", "--max-time", "2", "http://127.0.0.1:\(port)/"]).text) ?? ""
+            status = (try? Harness.curl(["-w", "%{http_code}", "-o", "/dev/null", "--max-time", "2", "\(h.url)/"]).text) ?? ""
             return status == "200"
         }
-        XCTAssertEqual(status, "200", logText())
-        XCTAssertEqual(logText().components(separatedBy: "pausing accepts").count - 1, 1, "the pause should be logged once: \(logText())")
+        XCTAssertEqual(status, "200", h.log)
+        XCTAssertEqual(h.log.components(separatedBy: "pausing accepts").count - 1, 1, "the pause should be logged once: \(h.log)")
     }
 }

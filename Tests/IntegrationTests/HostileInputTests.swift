@@ -5,7 +5,7 @@ import Glibc
 import HuddleDemo
 import XCTest
 
-final class HostileInputTests: XCTestCase {
+final class HostileInputTests: HuddleTestCase {
     func testExpect100ContinueIsRelayedAndTheBodyArrives() throws {
         let b = try Harness.startBackend("expect")
         defer { b.stop() }

@@ -6,7 +6,7 @@ import HuddleDemo
 import HuddleHTTP
 import XCTest
 
-final class RoutingAndBackpressureTests: XCTestCase {
+final class RoutingAndBackpressureTests: HuddleTestCase {
     func testLongestPrefixWins() throws {
         let bs = try ["root", "api", "api-v2"].map { try Harness.startBackend($0) }
         defer { for b in bs { b.stop() } }
