@@ -189,6 +189,43 @@ final class HTTPProxyTests: HuddleTestCase {
         XCTAssertTrue(h.log.contains("header_timeout"), h.log)
     }
 
+    /// A client that sends one byte of its head every 200 ms, forever. A header timer restarted by every byte would
+    /// never fire against it; header_timeout bounds the whole head, so it gets 408 and a close after about 1 s.
+    func testTricklingLorisGets408AtHeaderTimeoutDespiteSteadyBytes() throws {
+        let b = try backend("trickle")
+        let h = try HuddleProcess(config: simpleConfig([b], extraServer: "    header_timeout 1s;"))
+        let head = Array("GET /trickle HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\nX-Trickle: ".utf8)
+        let t0 = Date()
+        let c = try RawClient(port: h.port)
+        var sent = 0
+        var answer: [UInt8] = []
+        var closed = false
+        // Only the assertion below bounds the time; the loop watches longer so a late close is reported with its time.
+        let giveUp = t0.addingTimeInterval(8)
+        while !closed && Date() < giveUp {
+            var pfd = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 200) > 0 {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                let n = buf.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n > 0 { answer += buf[0..<n] } else if n == 0 || errno == ECONNRESET { closed = true }
+                continue
+            }
+            // Nothing arrived for 200 ms: the next byte (after the head's start, the value grows forever).
+            if answer.isEmpty {
+                c.send([sent < head.count ? head[sent] : UInt8(ascii: "a")])
+                sent += 1
+            }
+        }
+        let elapsed = Date().timeIntervalSince(t0)
+        XCTAssertTrue(closed, "the trickling client was not disconnected within \(elapsed)s (\(sent) bytes sent); got \(answer.text.debugDescription)")
+        XCTAssertTrue(answer.text.hasPrefix("HTTP/1.1 408"), answer.text)
+        XCTAssertLessThan(elapsed, 3, "header_timeout 1s: the 408 and close came after \(elapsed)s")
+        XCTAssertGreaterThan(elapsed, 0.8, "closed after \(elapsed)s, before header_timeout: for another reason?")
+        XCTAssertGreaterThanOrEqual(sent, 4, "the client kept sending bytes until the timeout")
+        XCTAssertTrue(Harness.waitFor(5) { h.log.contains("header_timeout") }, h.log)
+        print("trickling client: \(sent) bytes, one per 200 ms; 408 and close after \(String(format: "%.2f", elapsed))s")
+    }
+
     func testRequestSmugglingAttemptsAreRejectedBeforeTheBackend() throws {
         let b = try backend("smuggle")
         let h = try HuddleProcess(config: simpleConfig([b]))
