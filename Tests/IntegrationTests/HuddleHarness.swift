@@ -345,3 +345,51 @@ extension Array where Element == UInt8 {
     }
 }
 
+/// A seeded generator (SplitMix64): the same sequence for the same seed on every run and machine, so a failing random
+/// case can be replayed from the seed a test prints.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A number in 0..<n from this generator alone (no standard-library algorithm in between, so a seed replays the
+    /// same choices whatever the Swift version).
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+
+    /// An element of `a` (not empty).
+    mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
+
+    /// The seed for a randomized test: `HUDDLE_TEST_SEED` (decimal or 0x-hex) when set, else a fresh random one.
+    static func testSeed() throws -> UInt64 {
+        guard let text = ProcessInfo.processInfo.environment["HUDDLE_TEST_SEED"] else { return UInt64.random(in: 0...UInt64.max) }
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let value = t.lowercased().hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t)
+        guard let value else { throw HarnessError("HUDDLE_TEST_SEED=\(text.debugDescription) is not a decimal or 0x-hex UInt64") }
+        return value
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Printable ASCII as is, everything else as \r, \n, \t or \xNN: for reading bytes in a failure message.
+    var escapedForDisplay: String {
+        var out = ""
+        for b in self {
+            switch b {
+            case 13: out += "\\r"
+            case 10: out += "\\n"
+            case 9: out += "\\t"
+            case 0x5C: out += "\\\\"
+            case 0x22: out += "\\\""
+            case 0x20..<0x7F: out.unicodeScalars.append(Unicode.Scalar(b))
+            default: out += "\\x" + (b < 16 ? "0" : "") + String(b, radix: 16)
+            }
+        }
+        return "\"" + out + "\""
+    }
+}

@@ -212,7 +212,7 @@ final class WebSocketGroupTests: HuddleTestCase {
         XCTAssertEqual(c.handshakeResponse.status, 101)
         try c.send(text: "hello through huddle")
         XCTAssertEqual(try c.receive(), .text("hello through huddle"))
-        var rng = SplitMix64ForTesting(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let big = (0..<(1 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         try c.send(binary: big)
         guard case .binary(let echoed) = try c.receive() else { return XCTFail("expected a binary echo") }
@@ -426,17 +426,4 @@ final class WebSocketGroupTests: HuddleTestCase {
 struct DemoClientErrorForTesting: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// Deterministic bytes for payloads: the same every run, and not periodic.
-struct SplitMix64ForTesting {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
