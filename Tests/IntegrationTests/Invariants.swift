@@ -127,7 +127,7 @@ enum Invariants {
                 }
             }
             if problems.isEmpty || permanent { break }
-            usleep(50_000)
+            usleep(10_000)
         } while Date() < deadline
         if !problems.isEmpty {
             XCTFail("huddle did not return to rest\(permanent ? " (a gauge went negative: released twice)" : " within \(timeout)s"):\n  "
