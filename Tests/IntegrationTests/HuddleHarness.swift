@@ -169,8 +169,8 @@ final class HuddleProcess {
     let configURL: URL
     let logURL: URL
     let port: UInt16
-    /// Always set: from `{ADMIN}` in the config, or the admin line added for the end-of-test check.
-    let adminPort: UInt16?
+    /// From `{ADMIN}` in the config, or the admin line added for the end-of-test check.
+    let adminPort: UInt16
     /// Open descriptors once up, before any traffic (see Invariants.descriptorBaseline).
     private(set) var descriptorBaseline = 0
     /// True once the test asked it to stop (stop(), or SIGTERM/SIGINT/SIGQUIT/SIGKILL through signal()): an exit
@@ -237,7 +237,7 @@ final class HuddleProcess {
 
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
     var url: String { "http://127.0.0.1:\(port)" }
-    var adminURL: String { "http://127.0.0.1:\(adminPort ?? 0)" }
+    var adminURL: String { "http://127.0.0.1:\(adminPort)" }
     var pid: Int32 { process.processIdentifier }
 
     func signal(_ sig: Int32) {

@@ -39,7 +39,7 @@ enum Invariants {
 
     /// GET on the admin port over a plain socket (no curl process per poll); returns the body, nil on failure.
     static func adminGet(_ h: HuddleProcess, _ path: String) -> String? {
-        guard let port = h.adminPort, let c = try? RawClient(port: port, receiveTimeoutSeconds: 3) else { return nil }
+        guard let c = try? RawClient(port: h.adminPort, receiveTimeoutSeconds: 3) else { return nil }
         c.send("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
         let bytes = c.readAll()
         guard let r = ParsedResponse.parseAll(bytes).first, r.status == 200 else { return nil }
