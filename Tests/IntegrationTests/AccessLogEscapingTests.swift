@@ -4,7 +4,7 @@ import Foundation
 import HuddleDemo
 import XCTest
 
-final class AccessLogEscapingTests: XCTestCase {
+final class AccessLogEscapingTests: HuddleTestCase {
     func testRawHeaderBytesGiveValidJSONLines() throws {
         let b = try Harness.startBackend("esc")
         defer { b.stop() }

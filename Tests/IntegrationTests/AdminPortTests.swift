@@ -5,7 +5,7 @@ import Glibc
 import HuddleDemo
 import XCTest
 
-final class AdminPortTests: XCTestCase {
+final class AdminPortTests: HuddleTestCase {
     private func json(_ url: String, _ extra: [String] = []) throws -> [String: Any] {
         let r = try Harness.curl(extra + [url])
         return try XCTUnwrap(JSONSerialization.jsonObject(with: r.stdout) as? [String: Any], r.text)

@@ -2,14 +2,14 @@
 import Foundation
 import XCTest
 
-final class CLITests: XCTestCase {
+final class CLITests: HuddleTestCase {
     func testEveryExampleAndTheSampleValidate() throws {
         let dir = Harness.root.appendingPathComponent("Examples")
         var files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".conf") }.map { dir.appendingPathComponent($0).path }
         XCTAssertGreaterThanOrEqual(files.count, 2)
         files.append(Harness.root.appendingPathComponent("proxy.conf.sample").path)
         for f in files {
-            let r = try Harness.run(Harness.huddleBinary, ["-t", "-c", f])
+            let r = try Harness.run(try Harness.huddleBinary, ["-t", "-c", f])
             XCTAssertEqual(r.status, 0, "\(f): \(r.stderr)")
             XCTAssertEqual(r.text, "\(f): ok\n")
         }
@@ -29,7 +29,7 @@ final class CLITests: XCTestCase {
             route / { upstream b; }
         }
         """.write(toFile: f, atomically: true, encoding: .utf8)
-        let r = try Harness.run(Harness.huddleBinary, ["-t", "-c", f])
+        let r = try Harness.run(try Harness.huddleBinary, ["-t", "-c", f])
         XCTAssertEqual(r.status, 1)
         let lines = r.stderr.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 2, r.stderr)
@@ -40,13 +40,13 @@ final class CLITests: XCTestCase {
     }
 
     func testVersionAndHelp() throws {
-        let v = try Harness.run(Harness.huddleBinary, ["--version"])
+        let v = try Harness.run(try Harness.huddleBinary, ["--version"])
         XCTAssertEqual(v.status, 0)
         XCTAssertTrue(v.text.hasPrefix("huddle "))
-        let h = try Harness.run(Harness.huddleBinary, ["--help"])
+        let h = try Harness.run(try Harness.huddleBinary, ["--help"])
         XCTAssertEqual(h.status, 0)
         XCTAssertTrue(h.text.contains("--check"))
-        let bad = try Harness.run(Harness.huddleBinary, ["--frobnicate"])
+        let bad = try Harness.run(try Harness.huddleBinary, ["--frobnicate"])
         XCTAssertNotEqual(bad.status, 0)
     }
 
@@ -54,7 +54,7 @@ final class CLITests: XCTestCase {
         let dir = Harness.temporaryDirectory()
         let f = dir.appendingPathComponent("bad.conf").path
         try "server { listen 127.0.0.1:1; route / { upstream nowhere; } }\n".write(toFile: f, atomically: true, encoding: .utf8)
-        let r = try Harness.run(Harness.huddleBinary, ["-c", f], timeout: 20)
+        let r = try Harness.run(try Harness.huddleBinary, ["-c", f], timeout: 20)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("\(f):1:"), r.stderr)
     }

@@ -4,23 +4,24 @@
 //   - any other request gets exactly one 502 or 504, or a closed connection if its response had begun;
 //   - an error-log line names the server's address and the cause;
 //   - nothing outlives the configured timeouts (connect_timeout 500ms, response_timeout 1s; bounds have wide slack);
-//   - afterwards Huddle is at rest (Invariants.assertQuiescent: in_flight, active connections, buffers, pipes, fds).
+//   - afterwards Huddle is at rest (HuddleTestCase checks Invariants.assertQuiescent at the end of each test:
+//     in_flight, active connections, buffers, pipes, fds).
 // Requests go to `pair` (hash on X-Key; the key is chosen through /api/lookup so the first choice is the fault server,
 // the retry goes to the healthy one) or to `solo` (the fault server alone). keepalive 0 keeps descriptor counts exact.
 import Foundation
 import Glibc
 import XCTest
 
-final class FaultTests: XCTestCase {
+final class FaultTests: HuddleTestCase {
     private var peers: [PythonPeer] = []
     private var huddle: HuddleProcess!
     private var healthy: PythonPeer!
-    private var baseline = 0
     /// A group key whose hash owner in `pair` is the fault server.
     private var faultKey = ""
 
     override func tearDown() {
-        huddle?.stop()
+        super.tearDown()   // the end-of-test invariant check, while the peers still run; stops huddle
+        huddle = nil
         for p in peers { p.stop() }
         peers.removeAll()
     }
@@ -57,7 +58,6 @@ final class FaultTests: XCTestCase {
             route / { upstream pair; group_key header X-Key; group_key_missing balance; }
         }
         """, withAdmin: true)
-        baseline = Invariants.descriptorBaseline(huddle)
         faultKey = ""
         for i in 0..<200 {
             let text = Invariants.adminGet(huddle, "/api/lookup?upstream=pair&key=k\(i)") ?? ""
@@ -119,7 +119,6 @@ final class FaultTests: XCTestCase {
         XCTAssertLessThan(elapsed, 4, "the 502 took \(elapsed)s after the kill")
         XCTAssertEqual(healthy.requests().count, 0, "a POST whose body was partly sent must not be retried: \(healthy.requests().map(\.object))")
         assertErrorLogLine(naming: address(f), causes: ["502"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     /// Fails on today's code: upstreamFailed releases in_flight, then close() releases it again (in_flight -1).
@@ -146,7 +145,6 @@ final class FaultTests: XCTestCase {
         XCTAssertLessThan(bodyBytes, 1_000_000, "the truncated body must not look complete")
         XCTAssertEqual(healthy.requests().count, 0, "a request whose response had begun must not be retried")
         assertErrorLogLine(naming: address(f), causes: ["closed the connection before a complete response", "connection error"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     /// Fails on today's code: the tunnel's end is logged at debug level only, so no error-log line names the server.
@@ -170,7 +168,6 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(closed, "the client must see the tunnel end")
         XCTAssertLessThan(Date().timeIntervalSince(t0), 4)
         assertErrorLogLine(naming: address(f), causes: ["closed", "reset", "error", "failed"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     // MARK: reset after the request head
@@ -187,7 +184,6 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(f.events.filter { $0 == "reset" }.count, 2, "each request must have tried the fault server first: \(f.events)")
         XCTAssertEqual(healthy.requests().map(\.target), ["/reset-get", "/reset-head"])
         assertErrorLogLine(naming: address(f), causes: ["connection error", "closed the connection"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     func testNonIdempotentRequestGetsOne502AfterAReset() throws {
@@ -203,7 +199,6 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(healthy.requests().count, 0, "\(healthy.requests().map(\.object))")
         XCTAssertEqual(f.events.filter { $0 == "reset" }.count, 2)
         assertErrorLogLine(naming: address(f), causes: ["502"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     // MARK: accepts and never reads
@@ -219,7 +214,6 @@ final class FaultTests: XCTestCase {
         XCTAssertNotNil(f.waitForEvent("accepted"))
         XCTAssertEqual(healthy.requests().map(\.target), ["/silent"])
         assertErrorLogLine(naming: address(f), causes: ["response_timeout"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     func testNonIdempotentRequestGetsOne504WhenTheServerNeverAnswers() throws {
@@ -234,7 +228,6 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(pair.responses.map(\.status), [504])
         XCTAssertEqual(healthy.requests().count, 0)
         assertErrorLogLine(naming: address(f), causes: ["response_timeout"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     // MARK: listens and never accepts (accept queue full): connects time out
@@ -253,7 +246,6 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(solo.responses.map(\.status) == [502] || solo.responses.map(\.status) == [504], "\(solo.responses.map(\.status))")
         XCTAssertLessThan(solo.seconds, 3.5)
         assertErrorLogLine(naming: address(f), causes: ["connect_timeout"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     // MARK: clients that vanish
@@ -271,7 +263,6 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(healthy.waitUntilAllConnectionsClosed(), "Huddle kept the backend connection of a vanished client open")
         XCTAssertEqual(healthy.requests().count, 0, "the truncated upload must not complete: \(healthy.requests().map(\.object))")
         assertErrorLogLine(naming: "127.0.0.1", causes: ["in the middle of a request body"])
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     func testClientVanishingMidDownloadReleasesTheBackendConnection() throws {
@@ -284,7 +275,6 @@ final class FaultTests: XCTestCase {
         setLingerZero(c!.fd)
         c = nil
         XCTAssertTrue(healthy.waitUntilAllConnectionsClosed(timeout: 8), "Huddle kept streaming from the backend for a vanished client")
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 
     // MARK: bodies Huddle refuses after choosing a server
@@ -300,6 +290,5 @@ final class FaultTests: XCTestCase {
         let tooBig = try roundTrip("POST /good/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n\(big)\r\n0\r\n\r\n")
         XCTAssertEqual(tooBig.responses.map(\.status), [413])
         XCTAssertEqual(healthy.requests().count, 0)
-        Invariants.assertQuiescent(huddle, descriptorBaseline: baseline)
     }
 }

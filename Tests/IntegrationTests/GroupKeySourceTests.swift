@@ -4,7 +4,7 @@ import Foundation
 import HuddleDemo
 import XCTest
 
-final class GroupKeySourceTests: XCTestCase {
+final class GroupKeySourceTests: HuddleTestCase {
     func testEverySourceRoutesToTheKeysServerInPrecedenceOrder() throws {
         let backends = try (1...4).map { try Harness.startBackend("k\($0)") }
         defer { for b in backends { b.stop() } }

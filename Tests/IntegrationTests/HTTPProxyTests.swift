@@ -4,10 +4,11 @@ import Glibc
 import HuddleDemo
 import XCTest
 
-final class HTTPProxyTests: XCTestCase {
+final class HTTPProxyTests: HuddleTestCase {
     var backends: [DemoBackend] = []
 
     override func tearDown() {
+        super.tearDown()   // the end-of-test invariant check, while the backends still run; stops huddle
         for b in backends { b.stop() }
         backends.removeAll()
     }
@@ -188,6 +189,43 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertTrue(h.log.contains("header_timeout"), h.log)
     }
 
+    /// A client that sends one byte of its head every 200 ms, forever. A header timer restarted by every byte would
+    /// never fire against it; header_timeout bounds the whole head, so it gets 408 and a close after about 1 s.
+    func testTricklingLorisGets408AtHeaderTimeoutDespiteSteadyBytes() throws {
+        let b = try backend("trickle")
+        let h = try HuddleProcess(config: simpleConfig([b], extraServer: "    header_timeout 1s;"))
+        let head = Array("GET /trickle HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\nX-Trickle: ".utf8)
+        let t0 = Date()
+        let c = try RawClient(port: h.port)
+        var sent = 0
+        var answer: [UInt8] = []
+        var closed = false
+        // Only the assertion below bounds the time; the loop watches longer so a late close is reported with its time.
+        let giveUp = t0.addingTimeInterval(8)
+        while !closed && Date() < giveUp {
+            var pfd = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 200) > 0 {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                let n = buf.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n > 0 { answer += buf[0..<n] } else if n == 0 || errno == ECONNRESET { closed = true }
+                continue
+            }
+            // Nothing arrived for 200 ms: the next byte (after the head's start, the value grows forever).
+            if answer.isEmpty {
+                c.send([sent < head.count ? head[sent] : UInt8(ascii: "a")])
+                sent += 1
+            }
+        }
+        let elapsed = Date().timeIntervalSince(t0)
+        XCTAssertTrue(closed, "the trickling client was not disconnected within \(elapsed)s (\(sent) bytes sent); got \(answer.text.debugDescription)")
+        XCTAssertTrue(answer.text.hasPrefix("HTTP/1.1 408"), answer.text)
+        XCTAssertLessThan(elapsed, 3, "header_timeout 1s: the 408 and close came after \(elapsed)s")
+        XCTAssertGreaterThan(elapsed, 0.8, "closed after \(elapsed)s, before header_timeout: for another reason?")
+        XCTAssertGreaterThanOrEqual(sent, 4, "the client kept sending bytes until the timeout")
+        XCTAssertTrue(Harness.waitFor(5) { h.log.contains("header_timeout") }, h.log)
+        print("trickling client: \(sent) bytes, one per 200 ms; 408 and close after \(String(format: "%.2f", elapsed))s")
+    }
+
     func testRequestSmugglingAttemptsAreRejectedBeforeTheBackend() throws {
         let b = try backend("smuggle")
         let h = try HuddleProcess(config: simpleConfig([b]))
@@ -336,48 +374,31 @@ final class HTTPProxyTests: XCTestCase {
     }
 }
 
-final class DescriptorExhaustionTests: XCTestCase {
+final class DescriptorExhaustionTests: HuddleTestCase {
     /// With a tiny open-file limit, accept hits EMFILE: Huddle logs once, pauses accepting (no busy loop, no crash),
     /// and serves again once descriptors free up.
     func testRunningOutOfDescriptorsPausesAcceptingAndRecovers() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") else { throw XCTSkip("prlimit not installed") }
         let b = try Harness.startBackend("fd")
         defer { b.stop() }
-        let dir = Harness.temporaryDirectory()
-        let port = Harness.freePort()
-        let conf = dir.appendingPathComponent("h.conf")
-        try """
-        workers 1;
+        // prlimit execs huddle: same pid, so the end-of-test check counts huddle's own descriptors.
+        let h = try HuddleProcess(config: """
         upstream app { server 127.0.0.1:\(b.boundAddresses[0].port); keepalive 0; }
-        server { listen 127.0.0.1:\(port); route / { upstream app; } }
-        """.write(to: conf, atomically: true, encoding: .utf8)
-        let log = dir.appendingPathComponent("log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-        p.arguments = ["--nofile=48:48", Harness.huddleBinary, "-c", conf.path]
-        let handle = try FileHandle(forWritingTo: log)
-        p.standardError = handle
-        p.standardOutput = handle
-        try p.run()
-        defer {
-            p.terminate()
-            p.waitUntilExit()
+        server { listen 127.0.0.1:{PORT}; route / { upstream app; } }
+        """, launcher: ["/usr/bin/prlimit", "--nofile=48:48"])
+        do {
+            var clients: [RawClient] = []
+            for _ in 0..<60 { clients.append(try RawClient(port: h.port, receiveTimeoutSeconds: 2)) }
+            XCTAssertTrue(Harness.waitFor(10) { h.log.contains("pausing accepts") }, h.log)
+            XCTAssertTrue(h.process.isRunning, "huddle died on EMFILE")
         }
-        XCTAssertTrue(Harness.waitFor(15) { Harness.isListening(port) })
-        var clients: [RawClient] = []
-        for _ in 0..<60 { clients.append(try RawClient(port: port, receiveTimeoutSeconds: 2)) }
-        let logText = { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-        XCTAssertTrue(Harness.waitFor(10) { logText().contains("pausing accepts") }, logText())
-        XCTAssertTrue(p.isRunning, "huddle died on EMFILE")
-        clients.removeAll()
         // Once the idle connections are gone, requests are served again.
         var status = ""
         Harness.waitFor(15) {
-            status = (try? Harness.curl(["-w", "%{http_code}", "-o", "/dev/null", "--max-time", "2", "http://127.0.0.1:\(port)/"]).text) ?? ""
+            status = (try? Harness.curl(["-w", "%{http_code}", "-o", "/dev/null", "--max-time", "2", "\(h.url)/"]).text) ?? ""
             return status == "200"
         }
-        XCTAssertEqual(status, "200", logText())
-        XCTAssertEqual(logText().components(separatedBy: "pausing accepts").count - 1, 1, "the pause should be logged once: \(logText())")
+        XCTAssertEqual(status, "200", h.log)
+        XCTAssertEqual(h.log.components(separatedBy: "pausing accepts").count - 1, 1, "the pause should be logged once: \(h.log)")
     }
 }

@@ -5,7 +5,7 @@ import Glibc
 import HuddleDemo
 import XCTest
 
-final class HostileInputTests: XCTestCase {
+final class HostileInputTests: HuddleTestCase {
     func testExpect100ContinueIsRelayedAndTheBodyArrives() throws {
         let b = try Harness.startBackend("expect")
         defer { b.stop() }
@@ -30,7 +30,11 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(all.hasSuffix(body))
     }
 
+    /// 400 mutations of four valid requests, from a seeded generator: the seed is printed, and HUDDLE_TEST_SEED=N
+    /// replays a run exactly. A failure names the input's exact bytes (a Swift array literal).
     func testMutatedRequestsNeverCrashOrWedgeTheProxy() throws {
+        let seed = try SplitMix64.testSeed()
+        print("testMutatedRequestsNeverCrashOrWedgeTheProxy: seed \(seed) (replay: HUDDLE_TEST_SEED=\(seed))")
         let b = try Harness.startBackend("fuzz")
         defer { b.stop() }
         let h = try HuddleProcess(config: """
@@ -43,33 +47,50 @@ final class HostileInputTests: XCTestCase {
             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         ]
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: seed)
+        var previous: [UInt8] = []
         var statuses: [String: Int] = [:]
         let interesting: [UInt8] = [0, 9, 10, 13, 32, 44, 58, 59, 0x7f, 0xff, 48, 57, 65, 97]
+        func describe(_ i: Int, _ bytes: [UInt8]) -> String {
+            "seed \(seed), request \(i) (replay: HUDDLE_TEST_SEED=\(seed)); the input:\n    let input: [UInt8] = \(bytes)\n    as text: \(bytes.escapedForDisplay)"
+        }
         for i in 0..<400 {
             var bytes = Array(seeds[i % seeds.count].utf8)
-            for _ in 0..<(1 + Int.random(in: 0..<4, using: &rng)) {
-                let pos = Int.random(in: 0..<bytes.count, using: &rng)
-                switch Int.random(in: 0..<4, using: &rng) {
-                case 0: bytes[pos] = interesting.randomElement(using: &rng)!
-                case 1: bytes.insert(interesting.randomElement(using: &rng)!, at: pos)
+            for _ in 0..<(1 + rng.below(4)) {
+                let pos = rng.below(bytes.count)
+                switch rng.below(4) {
+                case 0: bytes[pos] = rng.pick(interesting)
+                case 1: bytes.insert(rng.pick(interesting), at: pos)
                 case 2: if bytes.count > 1 { bytes.remove(at: pos) }
                 default: bytes.insert(contentsOf: bytes[pos..<min(bytes.count, pos + 8)], at: pos)
                 }
             }
-            let c = try RawClient(port: h.port, receiveTimeoutSeconds: 5)
+            let c: RawClient
+            do {
+                c = try RawClient(port: h.port, receiveTimeoutSeconds: 5)
+            } catch {
+                XCTFail("cannot connect (\(error)) after \(i == 0 ? "no input" : describe(i - 1, previous)); huddle running: \(h.process.isRunning); log tail:\n\(h.log.suffix(2000))")
+                break
+            }
             c.send(bytes)
             c.shutdownWrite()
-            let answer = c.readAll().text
-            let status = answer.isEmpty ? "closed" : String(answer.prefix(12))
+            let answer = c.readAll()
+            let status = answer.isEmpty ? "closed" : String(answer.text.prefix(12))
             statuses[status, default: 0] += 1
-            XCTAssertTrue(answer.isEmpty || answer.hasPrefix("HTTP/1.1 "), "request \(i) got a malformed answer: \(answer.prefix(80).debugDescription)")
+            if !(answer.isEmpty || answer.starts(with: Array("HTTP/1.1 ".utf8))) {
+                XCTFail("malformed answer \(Array(answer.prefix(80)).escapedForDisplay) for \(describe(i, bytes))")
+            }
+            if !h.process.isRunning {
+                XCTFail("huddle exited after \(describe(i, bytes))\nlog tail:\n\(h.log.suffix(2000))")
+                break
+            }
+            previous = bytes
         }
-        print("mutated request outcomes: \(statuses.sorted { $0.value > $1.value })")
-        XCTAssertTrue(h.process.isRunning, "huddle exited; log:\n\(h.log)")
+        print("mutated request outcomes (seed \(seed)): \(statuses.sorted { $0.value > $1.value })")
+        XCTAssertTrue(h.process.isRunning, "huddle exited (seed \(seed)); log:\n\(h.log)")
         XCTAssertGreaterThan(statuses.filter { $0.key.contains(" 400") }.map(\.value).reduce(0, +), 0, "\(statuses)")
         // Still healthy afterwards.
         let ok = try Harness.curl(["-w", "%{http_code}", "-o", "/dev/null", "\(h.url)/"])
-        XCTAssertEqual(ok.text, "200", "\(statuses)")
+        XCTAssertEqual(ok.text, "200", "seed \(seed): \(statuses)")
     }
 }

@@ -4,7 +4,7 @@ import HuddleDemo
 import HuddleSys
 import XCTest
 
-final class IdleTunnelTests: XCTestCase {
+final class IdleTunnelTests: HuddleTestCase {
     private func metric(_ text: String, _ name: String) -> Int? {
         for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
             return Int(line.split(separator: " ").last ?? "")

@@ -1,9 +1,8 @@
 // End-of-test invariants for a running huddle: once traffic stops, every counter goes back to rest.
 //
-//   let h = try HuddleProcess(config: ..., withAdmin: true)      // the config needs "admin 127.0.0.1:{ADMIN};"
-//   let baseline = Invariants.descriptorBaseline(h)              // before any traffic
-//   ... the test ...
-//   Invariants.assertQuiescent(h, descriptorBaseline: baseline)  // at the end
+// HuddleTestCase runs the check on every HuddleProcess at the end of every test (HuddleProcess always has an admin
+// port and takes its descriptor baseline once it is up). A test may also check at a point of its own:
+//   Invariants.assertQuiescent(h)                                 // against h.descriptorBaseline
 //
 // Checked, polling up to `timeout` seconds for them to settle:
 //   - /api/backends: in_flight 0 and active_connections 0 for every server of every upstream (a negative value
@@ -40,7 +39,7 @@ enum Invariants {
 
     /// GET on the admin port over a plain socket (no curl process per poll); returns the body, nil on failure.
     static func adminGet(_ h: HuddleProcess, _ path: String) -> String? {
-        guard let port = h.adminPort, let c = try? RawClient(port: port, receiveTimeoutSeconds: 3) else { return nil }
+        guard let c = try? RawClient(port: h.adminPort, receiveTimeoutSeconds: 3) else { return nil }
         c.send("GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
         let bytes = c.readAll()
         guard let r = ParsedResponse.parseAll(bytes).first, r.status == 200 else { return nil }
@@ -80,6 +79,12 @@ enum Invariants {
             if parts.count == 2, let v = Int(parts[1]) { out[String(parts[0])] = v }
         }
         return out
+    }
+
+    /// Fails the calling test unless huddle settles back to rest within `timeout` seconds, descriptors compared with
+    /// the baseline the process recorded when it came up.
+    static func assertQuiescent(_ h: HuddleProcess, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line) {
+        assertQuiescent(h, descriptorBaseline: h.descriptorBaseline, timeout: timeout, file: file, line: line)
     }
 
     /// Fails the calling test unless huddle settles back to rest within `timeout` seconds (see the file comment).
@@ -122,7 +127,7 @@ enum Invariants {
                 }
             }
             if problems.isEmpty || permanent { break }
-            usleep(50_000)
+            usleep(10_000)
         } while Date() < deadline
         if !problems.isEmpty {
             XCTFail("huddle did not return to rest\(permanent ? " (a gauge went negative: released twice)" : " within \(timeout)s"):\n  "

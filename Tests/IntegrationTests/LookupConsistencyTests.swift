@@ -2,7 +2,7 @@
 import Foundation
 import XCTest
 
-final class LookupConsistencyTests: XCTestCase {
+final class LookupConsistencyTests: HuddleTestCase {
     /// Four servers; one without `name=`, so its identity is the address as written.
     static func config(servers: [(address: String, name: String?)]) -> String {
         let lines = servers.map { s in
@@ -32,9 +32,7 @@ final class LookupConsistencyTests: XCTestCase {
         let config = Self.config(servers: Self.servers)
         // Different worker counts on purpose: nothing per thread or per process may leak into the answer.
         let first = try HuddleProcess(config: config, workers: 1, withAdmin: true)
-        defer { first.stop() }
         let second = try HuddleProcess(config: config, workers: 2, withAdmin: true)
-        defer { second.stop() }
         XCTAssertNotEqual(first.pid, second.pid)
 
         let a = try WebSocketGroupTests.lookup(admin: first.adminURL, keys: keys, format: "room-{}")
@@ -58,13 +56,11 @@ final class LookupConsistencyTests: XCTestCase {
     func testServerOrderAndAddressesDoNotMoveKeys() throws {
         let keys = 2_000
         let original = try HuddleProcess(config: Self.config(servers: Self.servers), workers: 1, withAdmin: true)
-        defer { original.stop() }
         // Reversed, and the named servers moved to new ports; the unnamed one keeps its address (its identity).
         let moved: [(address: String, name: String?)] = [
             ("127.0.0.1:9104", nil), ("127.0.0.1:9203", "chat-c"), ("127.0.0.1:9202", "chat-b"), ("127.0.0.1:9201", "chat-a"),
         ]
         let shuffled = try HuddleProcess(config: Self.config(servers: moved), workers: 1, withAdmin: true)
-        defer { shuffled.stop() }
         let a = try WebSocketGroupTests.lookup(admin: original.adminURL, keys: keys, format: "k{}")
         let b = try WebSocketGroupTests.lookup(admin: shuffled.adminURL, keys: keys, format: "k{}")
         XCTAssertEqual(a.count, keys)

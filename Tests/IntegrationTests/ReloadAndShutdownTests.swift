@@ -6,7 +6,7 @@ import HuddleDemo
 import HuddleSys
 import XCTest
 
-final class ReloadAndShutdownTests: XCTestCase {
+final class ReloadAndShutdownTests: HuddleTestCase {
     private func config(_ backends: [DemoBackend]) -> String {
         let servers = backends.map { "    server 127.0.0.1:\($0.boundAddresses[0].port) name=\($0.name);" }.joined(separator: "\n")
         return """

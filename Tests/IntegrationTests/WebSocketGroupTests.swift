@@ -6,7 +6,7 @@ import HuddleHTTP
 import HuddleSys
 import XCTest
 
-final class WebSocketGroupTests: XCTestCase {
+final class WebSocketGroupTests: HuddleTestCase {
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("ws_group_client.py").path
     static let backendNames = ["b1", "b2", "b3", "b4"]
 
@@ -137,7 +137,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
         let owners = try Self.lookup(admin: huddle.adminURL, keys: 200, format: "g{:03d}")
         // All members at once, in shuffled order: first members of a group race each other on both workers.
         let run = try runGroups(huddle, placeFirst: false)
@@ -165,7 +164,6 @@ final class WebSocketGroupTests: XCTestCase {
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends, chatExtra: "    hash_balance_factor \(factor);"),
                                        workers: 2, withAdmin: true)
-        defer { huddle.stop() }
         // With no live group, /api/lookup answers the pure-hash owner.
         let owners = try Self.lookup(admin: huddle.adminURL, keys: 200, format: "g{:03d}")
         var ownerCounts: [String: Int] = [:]
@@ -199,7 +197,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
 
         let py = try Self.runScript(["echo", "--url", "ws://127.0.0.1:\(huddle.port)/rooms/echo-py/echo"], timeout: 60)
         XCTAssertEqual(py["texts_equal"] as? [Bool], [true, true, true])
@@ -215,7 +212,7 @@ final class WebSocketGroupTests: XCTestCase {
         XCTAssertEqual(c.handshakeResponse.status, 101)
         try c.send(text: "hello through huddle")
         XCTAssertEqual(try c.receive(), .text("hello through huddle"))
-        var rng = SplitMix64ForTesting(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let big = (0..<(1 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         try c.send(binary: big)
         guard case .binary(let echoed) = try c.receive() else { return XCTFail("expected a binary echo") }
@@ -239,7 +236,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
 
         let py = try Self.runScript(["close", "--url", "ws://127.0.0.1:\(huddle.port)/rooms/closing/echo"], timeout: 60)
         XCTAssertEqual(py["closed"] as? Bool, true, "\(py)")
@@ -259,7 +255,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
 
         let c = try RawClient(port: huddle.port)
         c.send("GET /rooms/half/echo HTTP/1.1\r\nHost: huddle.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -291,7 +286,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
 
         // Two members of groups on each backend, found by asking (the hash is stable, so these keys always find all
         // four; 64 leaves a wide margin).
@@ -372,7 +366,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
 
         let c = try RawClient(port: huddle.port)
         c.send("GET /headers HTTP/1.1\r\nHost: huddle.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
@@ -404,7 +397,6 @@ final class WebSocketGroupTests: XCTestCase {
         let backends = try startBackends()
         defer { for b in backends { b.stop() } }
         let huddle = try HuddleProcess(config: Self.config(backends: backends), workers: 2, withAdmin: true)
-        defer { huddle.stop() }
 
         // `group_key_missing reject`: a plain request and a WebSocket upgrade without a room both get 400.
         let plain = try RawClient(port: huddle.port)
@@ -434,17 +426,4 @@ final class WebSocketGroupTests: XCTestCase {
 struct DemoClientErrorForTesting: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// Deterministic bytes for payloads: the same every run, and not periodic.
-struct SplitMix64ForTesting {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
