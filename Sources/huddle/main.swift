@@ -226,6 +226,7 @@ final class Housekeeping: TimerNode {
         loop.timers.schedule(self, at: now + 1000)
     }
 }
+proxy.attachControlLoop(control)
 let housekeeping = Housekeeping(proxy: proxy, loop: control)
 control.timers.schedule(housekeeping, at: Sys.monotonicMs() + 1000)
 

@@ -16,7 +16,7 @@ extension ClientConnection {
     }
 
     /// Queues a short text response and switches to sending it. The exchange keeps nothing of a backend.
-    func answerLocally(status: Int, message: String, close: Bool, extraHeaders: StaticString = "") {
+    func answerLocally(status: Int, message: String, close: Bool, extraHeaders: StaticString = "", retryAfter: Int? = nil) {
         guard let x = exchange else {
             self.close()
             return
@@ -27,7 +27,8 @@ extension ClientConnection {
         x.response.output.unwrapped.clear()
         let body = "\(status) \(HTTPStatus.reasonPhrase(status)): \(message)\n"
         let closing = close || !x.clientKeepAlive || worker.shuttingDown
-        appendLocalHead(into: &x.response.output!, x, status: status, bodyLength: body.utf8.count, closing: closing, extraHeaders: extraHeaders)
+        appendLocalHead(into: &x.response.output!, x, status: status, bodyLength: body.utf8.count, closing: closing, extraHeaders: extraHeaders,
+                        retryAfter: retryAfter)
         // A HEAD request gets the head alone, unless it is the head that could not be read.
         if x.method != .head || phase == .readingHead { x.response.output.unwrapped.append(body) }
         x.response.status = status
@@ -38,7 +39,8 @@ extension ClientConnection {
         armTimer()
     }
 
-    private func appendLocalHead(into o: inout IOBuffer, _ x: Exchange<Net>, status: Int, bodyLength: Int, closing: Bool, extraHeaders: StaticString) {
+    private func appendLocalHead(into o: inout IOBuffer, _ x: Exchange<Net>, status: Int, bodyLength: Int, closing: Bool, extraHeaders: StaticString,
+                                 retryAfter: Int?) {
         o.append("HTTP/1.1 ")
         o.append(decimal: Int64(status))
         o.append(byte: 32)
@@ -46,6 +48,10 @@ extension ClientConnection {
         o.append("\r\nServer: huddle\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
         o.append(decimal: Int64(bodyLength))
         if closing { o.append("\r\nConnection: close") }
+        if let r = retryAfter {
+            o.append("\r\nRetry-After: ")
+            o.append(decimal: Int64(r))
+        }
         if let base = x.request.head?.base, !x.logFields.requestId.isEmpty {
             o.append("\r\nX-Request-Id: ")
             o.append(UnsafeRawBufferPointer(start: base + x.logFields.requestId.lowerBound, count: x.logFields.requestId.count))

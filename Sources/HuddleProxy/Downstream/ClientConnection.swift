@@ -205,7 +205,13 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     func endExchange() {
         guard let x = exchange else { return }
         exchange = nil
-        if x.response.status != 0 { writeAccessLog(x) }
+        if x.response.status != 0 {
+            writeAccessLog(x)
+            if let u = x.plan?.route.upstream {
+                u.stats.record(worker: worker.id, status: x.response.status, micros: Int64((Sys.monotonicNs() &- x.startNs) / 1000))
+            }
+            x.servedBy?.stats.record(worker: worker.id, status: x.response.status, micros: nil)
+        }
         worker.exchanges.release(x)
     }
 

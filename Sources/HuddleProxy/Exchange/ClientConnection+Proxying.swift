@@ -242,6 +242,14 @@ extension ClientConnection {
     /// The response is complete: the backend connection goes back to the pool if it can carry another exchange, the
     /// server counts the request as served, and the client connection goes on or closes.
     private func finishExchange(_ x: Exchange<Net>) {
+        if let s = x.upstream.server {
+            // Passive health: a 5xx counts as the server failing only where the upstream says so (on_5xx=on).
+            if x.response.status >= 500, x.plan?.route.upstream.config.passiveHealth?.on5xx == true {
+                s.health.recordFailure(cause: "answered \(x.response.status)", nowMs: loop.now, nowWallMs: Sys.wallClockMs())
+            } else {
+                s.health.recordSuccess()
+            }
+        }
         let reusable = x.response.upstreamReusable && x.request.sent && x.response.inputLeft == 0 && !worker.shuttingDown
         x.upstream.link.take()?.release(reusable: reusable)
         x.upstream.claim.take()?.complete()
@@ -254,6 +262,7 @@ extension ClientConnection {
 
     /// A 101: the exchange ends and hands its backend link, group membership and leftover bytes to a tunnel.
     private func becomeTunnel(_ x: Exchange<Net>) {
+        x.upstream.server?.health.recordSuccess()
         x.upstream.claim.take()?.complete()
         guard let link = x.upstream.link.take() else { return }
         let t = Tunnel(client: self, link: link, membership: x.upstream.membership.take(),

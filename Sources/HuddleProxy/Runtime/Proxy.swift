@@ -11,6 +11,8 @@ public final class Proxy: @unchecked Sendable {
     private var workers: [Worker<SocketNetwork>] = []
     private var threads: [pthread_t] = []
     private let state: Locked<ControlState>
+    /// Active checks and ejection ends, on the control loop once `attachControlLoop` ran.
+    private let healthDriver = Locked<(loop: EventLoop, driver: HealthDriver)?>(nil)
 
     struct ControlState {
         var runtime: RuntimeConfig
@@ -30,16 +32,76 @@ public final class Proxy: @unchecked Sendable {
             throw ConfigErrors(tls.map { ConfigError(location: $0.location, message: "listen \($0.address) tls: TLS termination is not implemented in this build yet") })
         }
         let log = errorLog
-        let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) })
+        let driver = healthDriver
+        let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) },
+                                         transitions: Self.transitionObserver(log: log, driver: driver))
         state = Locked(ControlState(runtime: rt, generation: 1, lastReloadMs: Sys.wallClockMs(), lastReloadResult: "initial load"))
         Self.warnAboutPendingFeatures(config, log: errorLog)
     }
 
+    /// Every state change of a server is logged once, with its reason; an ejection also wakes the control loop so the
+    /// ejection ends on time.
+    static func transitionObserver(log: ErrorLog, driver: Locked<(loop: EventLoop, driver: HealthDriver)?>) -> HealthTransitionObserver {
+        { s, from, to, reason in
+            let line = "upstream \(s.upstreamName) server \(s.serverName): \(from.name) -> \(to.name): \(reason)"
+            if to == .healthy || to == .draining || to == .disabled { log.info(line) } else { log.warn(line) }
+            if to == .ejected, let d = driver.withLock({ $0 }) {
+                let h = d.driver
+                d.loop.execute { h.ejectionStarted() }
+            }
+        }
+    }
+
+    /// Starts active health checks (and ejection expiry) on `loop`, the control loop; call on its thread.
+    public func attachControlLoop(_ loop: EventLoop) {
+        let d = HealthDriver(loop: loop, runtime: runtime)
+        healthDriver.withLock { $0 = (loop, d) }
+    }
+
+    /// What an operator can do to a server from the admin port.
+    public enum ServerAction: Sendable { case drain, enable }
+
+    /// Drains a server (no new requests or groups; its groups stay until their members leave) or puts it back (ends a
+    /// drain or an admin disable; active and passive health still apply). `server` is its address as written or its
+    /// name. Returns the server's new state, or why not.
+    public func adminAction(_ action: ServerAction, upstream: String, server: String) -> Result<ServerState, AdminActionError> {
+        let rt = runtime
+        guard let u = rt.upstream(named: upstream) else { return .failure(.noSuchUpstream(upstream)) }
+        guard let s = u.servers.first(where: { $0.addressText == server || $0.identity == server }) else {
+            return .failure(.noSuchServer(upstream: upstream, server: server))
+        }
+        let wall = Sys.wallClockMs()
+        switch action {
+        case .drain:
+            s.health.update(set: .draining, reason: "drained through the admin port", nowWallMs: wall)
+        case .enable:
+            if s.health.flags.contains(.disabled) && u.config.servers.first(where: { $0.identity == s.identity })?.down == true {
+                return .failure(.downInConfig(server))
+            }
+            s.health.update(clear: [.draining, .disabled], reason: "enabled through the admin port", nowWallMs: wall)
+        }
+        return .success(s.state)
+    }
+
+    public enum AdminActionError: Error, Sendable, CustomStringConvertible {
+        case noSuchUpstream(String)
+        case noSuchServer(upstream: String, server: String)
+        case downInConfig(String)
+        public var description: String {
+            switch self {
+            case .noSuchUpstream(let u): return "no upstream named \(u)"
+            case .noSuchServer(let u, let s): return "upstream \(u) has no server with address or name \(s)"
+            case .downInConfig(let s): return "server \(s) is marked down in the config; edit the config and reload"
+            }
+        }
+    }
+
+    /// Health probes started since start (one per server per interval, process-wide).
+    public var healthProbesStarted: Int { healthDriver.withLock { $0?.driver.probesStarted } ?? 0 }
+
     /// Directives the config language accepts whose machinery is not in this build yet: say so instead of pretending.
     static func warnAboutPendingFeatures(_ c: HuddleConfig, log: ErrorLog) {
         for u in c.upstreams {
-            if u.healthCheck != nil { log.warn("upstream \(u.name) (\(u.location)): health_check is accepted but active health checks are not implemented in this build; servers stay in rotation") }
-            if u.passiveHealth != nil { log.warn("upstream \(u.name) (\(u.location)): passive_health is accepted but ejection is not implemented in this build") }
             for s in u.servers where s.resolve { log.warn("server \(s.address) (\(s.location)): resolve is accepted but names are resolved once, at start and on reload") }
         }
         for b in c.servers {
@@ -94,7 +156,8 @@ public final class Proxy: @unchecked Sendable {
         let rt: RuntimeConfig
         do {
             let gen = state.withLock { $0.generation } + 1
-            rt = try RuntimeConfig.build(config, generation: gen, previous: old, log: { self.errorLog.warn($0) })
+            rt = try RuntimeConfig.build(config, generation: gen, previous: old, log: { self.errorLog.warn($0) },
+                                         transitions: Self.transitionObserver(log: errorLog, driver: healthDriver))
         } catch {
             recordFailedReload("\(error)")
             return .failure(error)
@@ -113,6 +176,10 @@ public final class Proxy: @unchecked Sendable {
         }
         for w in workers {
             w.loop.execute { w.apply(rt) }
+        }
+        if let d = healthDriver.withLock({ $0 }) {
+            let h = d.driver
+            d.loop.execute { h.apply(rt) }
         }
         errorLog.info("reloaded configuration (generation \(rt.generation))")
         return .success(rt.generation)
@@ -147,6 +214,10 @@ public final class Proxy: @unchecked Sendable {
     /// Waits on each worker's drain event (set by the worker itself when, shutting down, its last client connection
     /// has closed): no polling, and never longer than `timeoutMs` in all.
     public func shutdown(timeoutMs: Int64) {
+        if let d = healthDriver.withLock({ $0 }) {
+            let h = d.driver
+            d.loop.execute { h.stop() }
+        }
         for w in workers { w.loop.execute { w.beginShutdown() } }
         let deadline = Sys.monotonicMs() + timeoutMs
         for w in workers {

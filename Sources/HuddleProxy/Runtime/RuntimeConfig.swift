@@ -1,4 +1,5 @@
 // The data plane's view of a config: an immutable snapshot (routes, upstreams, selectors) plus per-server shared counters.
+import Glibc
 import HuddleBalancing
 import HuddleConfig
 @_exported import HuddleHealth
@@ -15,6 +16,8 @@ public final class ServerRuntime: Sendable {
     public let weight: Int
     /// Why the server does or does not take traffic (active checks, passive ejection, drain, disable); shared.
     public let health: ServerHealth
+    /// Answers by status class (huddle_requests_total{code}).
+    public let stats: RequestStats
     public let inFlight = Atomic<Int>(0)
     /// Open upstream connections in use (requests and tunnels): the load that bounded-load placement compares.
     public let activeConnections = Atomic<Int>(0)
@@ -30,9 +33,10 @@ public final class ServerRuntime: Sendable {
         (keepalive.load(ordering: .relaxed), keepaliveTimeoutMs.load(ordering: .relaxed))
     }
 
-    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?, health: ServerHealth) {
+    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?, health: ServerHealth, statShards: Int) {
         self.uid = uid
         self.health = health
+        stats = RequestStats(shards: statShards)
         keepalive = Atomic(upstream.keepalive)
         keepaliveTimeoutMs = Atomic(upstream.keepaliveTimeout)
         identity = config.identity
@@ -69,10 +73,13 @@ public final class UpstreamRuntime: Sendable {
     public let groups: GroupTable
     /// Passive health across this upstream's servers (max_ejected); kept across reloads by name.
     public let health: UpstreamHealth
+    /// Answers by status class and their duration (huddle_request_duration_seconds); kept across reloads by name.
+    public let stats: RequestStats
     let index: Int
 
-    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth) {
+    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth, stats: RequestStats) {
         self.health = health
+        self.stats = stats
         self.index = index
         name = config.name
         self.config = config
@@ -95,6 +102,31 @@ public final class UpstreamRuntime: Sendable {
     }
 
     func server(identity: String) -> ServerRuntime? { servers.first { $0.identity == identity } }
+
+    /// When "no server can take traffic" was last logged (monotonic ms), shared by the workers.
+    private let noServerLoggedMs = Atomic<Int64>(-1_000_000)
+
+    /// At most once a second: whether this caller should log that no server can take traffic.
+    func shouldLogNoServer(nowMs: Int64) -> Bool {
+        let last = noServerLoggedMs.load(ordering: .relaxed)
+        guard nowMs - last >= 1000 else { return false }
+        return noServerLoggedMs.compareExchange(expected: last, desired: nowMs, ordering: .relaxed).exchanged
+    }
+
+    /// Seconds until a server may take traffic again: the earliest ejection end, else one health-check interval
+    /// (a down server needs `rise` passing checks), else 1; at most 60.
+    func retryAfterSeconds(nowMs: Int64) -> Int {
+        var soonest = Int64.max
+        for s in servers where s.health.flags == .ejected { soonest = min(soonest, s.health.ejectedUntil - nowMs) }
+        if soonest == Int64.max, let c = config.healthCheck { soonest = c.interval * Int64(c.rise) }
+        if soonest == Int64.max { soonest = 1000 }
+        return Int(min(60, max(1, (soonest + 999) / 1000)))
+    }
+
+    /// "a: unhealthy, b: ejected": what keeps each server out, for the log.
+    var stateSummary: String {
+        servers.map { "\($0.identity): \($0.address == nil ? "unresolved" : $0.state.name)" }.joined(separator: ", ")
+    }
 }
 
 /// A route resolved against the snapshot's upstreams.
@@ -153,6 +185,8 @@ public final class RuntimeConfig: Sendable {
     public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: @escaping @Sendable (String) -> Void,
                              transitions: @escaping HealthTransitionObserver = { _, _, _, _ in }) throws -> RuntimeConfig {
         let wall = Sys.wallClockMs()
+        // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
+        let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
         var nextUID = (previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1
         var ups: [UpstreamRuntime] = []
         for (i, u) in config.upstreams.enumerated() {
@@ -176,14 +210,15 @@ public final class RuntimeConfig: Sendable {
                 if s.down { initial.insert(.disabled) }
                 if u.healthCheck?.initiallyUnhealthy == true { initial.insert(.activeDown) }
                 let health = ServerHealth(upstream: u.name, server: s.identity, initial: initial, nowWallMs: wall, observer: transitions)
-                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr, health: health))
+                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr, health: health, statShards: shards))
                 nextUID += 1
             }
             let upstreamHealth = old?.health ?? UpstreamHealth(onRefused: log)
             upstreamHealth.configure(members: servers.map(\.health), policy: u.passiveHealth.map {
                 EjectionPolicy(failures: $0.failures, ejectionMs: $0.ejection, maxEjectedPercent: $0.maxEjectedPercent, countServerErrors: $0.on5xx)
             })
-            ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth))
+            ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth,
+                                       stats: old?.stats ?? RequestStats(shards: shards)))
         }
         var blocks: [ServerBlockRuntime] = []
         for b in config.servers {

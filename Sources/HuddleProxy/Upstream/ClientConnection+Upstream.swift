@@ -30,8 +30,14 @@ extension ClientConnection {
                 log.error("upstream \(u.name): no other server to retry on for \(peerText) after \(f); answering \(status)")
                 failExchange(status: status, message: Self.failureMessage(status))
             } else {
-                log.error("upstream \(u.name): no server available for \(peerText); answering 502")
-                failExchange(status: 502, message: "no backend server is available")
+                // Nothing to try: every server is down, ejected, draining or disabled. Say when to come back, and log it
+                // at most once a second per upstream (a flood of clients would otherwise flood the log).
+                let retryAfter = u.retryAfterSeconds(nowMs: loop.now)
+                if u.shouldLogNoServer(nowMs: loop.now) {
+                    log.error("upstream \(u.name): no server can take traffic (\(u.stateSummary)); answering 503 with Retry-After: \(retryAfter)")
+                }
+                answerLocally(status: 503, message: "no server of upstream \(u.name) can take traffic now; retry in \(retryAfter) s",
+                              close: !x.request.done || x.request.sentAny, retryAfter: retryAfter)
             }
             return
         }
@@ -96,7 +102,10 @@ extension ClientConnection {
         // This attempt's connection is finished, whatever comes next.
         x.upstream.link = nil
         x.response.input = nil
-        if countsAgainstServer { s.failuresTotal.add(1, ordering: .relaxed) }
+        if countsAgainstServer {
+            s.failuresTotal.add(1, ordering: .relaxed)
+            s.health.recordFailure(cause: "\(f)", nowMs: loop.now, nowWallMs: Sys.wallClockMs())
+        }
         let name = x.plan?.route.upstream.name ?? "-"
         switch decision {
         case .closeClient:
