@@ -82,15 +82,22 @@ extension ClientConnection {
 
     private func refreshSnapshot() {
         let current = worker.config
-        guard current !== snapshot else { return }
+        guard current !== snapshot, !listenerRetired else { return }
+        let i = listenKey.isEmpty ? (blockIndex < current.serverBlocks.count ? blockIndex : nil) : current.listenIndex[listenKey]
+        guard let i else {
+            // The reload removed this listener: finish on the config this connection has, then close.
+            listenerRetired = true
+            return
+        }
         snapshot = current
-        if blockIndex < current.serverBlocks.count { block = current.serverBlocks[blockIndex] }
+        blockIndex = i
+        block = current.serverBlocks[i]
     }
 
     private func startExchange(_ x: Exchange<Net>) {
         x.method = x.head.method
         x.clientIsHTTP10 = x.head.versionMinor == 0
-        x.clientKeepAlive = x.head.keepAlive && !worker.shuttingDown
+        x.clientKeepAlive = x.head.keepAlive && !worker.shuttingDown && !listenerRetired
         let decision = RequestRouter.decide(block: block, head: x.head, bytes: inBuf.unwrapped.readableBytes)
         switch decision {
         case .answer(let a):

@@ -35,8 +35,13 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private var peerIP: [UInt8] = []
     var snapshot: RuntimeConfig
     var block: ServerBlockRuntime
-    /// Which server block of a snapshot this connection's listener belongs to.
-    let blockIndex: Int
+    /// Which server block of `snapshot` this connection's listener belongs to.
+    var blockIndex: Int
+    /// The listener's address (`SocketAddress.description`): a reload may move its server block to another index;
+    /// empty for connections handed over by tests, which keep their index.
+    let listenKey: String
+    /// A reload removed this connection's listener: it finishes its exchange on the config it had, then closes.
+    var listenerRetired = false
     var phase: Phase = .idle
 
     // Edge-triggered readiness of the client socket.
@@ -59,7 +64,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     var lastActivity: Int64 = 0
     var phaseStart: Int64 = 0
 
-    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int) {
+    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int, listenKey: String) {
+        self.listenKey = listenKey
         self.worker = worker
         self.stream = stream
         self.peer = peer

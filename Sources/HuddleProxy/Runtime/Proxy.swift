@@ -119,25 +119,7 @@ public final class Proxy: @unchecked Sendable {
         let perConnection = 2
         let capacity = Int(limits.soft) / perConnection
         errorLog.info("open-file limit \(limits.soft) (hard \(limits.hard)): room for about \(capacity) proxied connections (each takes a client and a backend descriptor)")
-        var fdsPerWorker: [[(fd: Int32, blockIndex: Int)]] = Array(repeating: [], count: n)
-        do {
-            for (bi, b) in rt.serverBlocks.enumerated() {
-                for (li, addr) in b.listenAddresses.enumerated() {
-                    for w in 0..<n {
-                        do {
-                            let fd = try Sockets.listen(on: addr, reusePort: true)
-                            fdsPerWorker[w].append((fd, bi))
-                        } catch {
-                            let loc = b.config.listens[li].location
-                            throw ConfigErrors([ConfigError(location: loc, message: "cannot listen on \(addr): \(error)")])
-                        }
-                    }
-                }
-            }
-        } catch {
-            for list in fdsPerWorker { for l in list { Sys.close(l.fd) } }
-            throw error
-        }
+        let fdsPerWorker = try Self.bindListeners(rt, only: nil, workers: n)
         for i in 0..<n {
             let w = try Worker(id: i, network: SocketNetwork(), config: rt, errorLog: errorLog, listenFDs: fdsPerWorker[i])
             workers.append(w)
@@ -149,8 +131,34 @@ public final class Proxy: @unchecked Sendable {
         errorLog.info("huddle started: \(n) worker(s), listening on \(listens)")
     }
 
+    /// Binds one SO_REUSEPORT socket per worker for each listen address of `rt` (or only those in `only`).
+    /// All or nothing: on a failure every socket bound here is closed and the error names the config line.
+    static func bindListeners(_ rt: RuntimeConfig, only: Set<String>?, workers n: Int) throws -> [[(fd: Int32, key: String)]] {
+        var fdsPerWorker: [[(fd: Int32, key: String)]] = Array(repeating: [], count: n)
+        do {
+            for b in rt.serverBlocks {
+                for (li, addr) in b.listenAddresses.enumerated() where only?.contains(addr.description) ?? true {
+                    for w in 0..<n {
+                        do {
+                            let fd = try Sockets.listen(on: addr, reusePort: true)
+                            fdsPerWorker[w].append((fd, addr.description))
+                        } catch {
+                            let loc = b.config.listens[li].location
+                            throw ConfigErrors([ConfigError(location: loc, message: "cannot listen on \(addr): \(error)")])
+                        }
+                    }
+                }
+            }
+        } catch {
+            for list in fdsPerWorker { for l in list { Sys.close(l.fd) } }
+            throw error
+        }
+        return fdsPerWorker
+    }
+
     /// Applies a new config: a new snapshot posted to every worker; requests in flight keep the one they started with.
-    /// Listen addresses are bound at start; changes to them are reported and take effect on restart.
+    /// Listen addresses the new config adds are bound first (a failure leaves everything as it was); those it drops
+    /// stop accepting, and their open connections finish.
     public func reload(_ config: HuddleConfig) -> Result<Int, Error> {
         let old = runtime
         let rt: RuntimeConfig
@@ -162,11 +170,19 @@ public final class Proxy: @unchecked Sendable {
             recordFailedReload("\(error)")
             return .failure(error)
         }
-        let oldListens = old.serverBlocks.map { $0.listenAddresses.map(\.description) }
-        let newListens = rt.serverBlocks.map { $0.listenAddresses.map(\.description) }
-        if oldListens != newListens {
-            errorLog.warn("reload: listen addresses changed; they take effect at the next restart (server blocks keep their current listeners)")
+        let added = Set(rt.listenKeys).subtracting(old.listenKeys)
+        var newFDs: [[(fd: Int32, key: String)]] = Array(repeating: [], count: workers.count)
+        if !added.isEmpty {
+            do {
+                newFDs = try Self.bindListeners(rt, only: added, workers: workers.count)
+            } catch {
+                recordFailedReload("\(error)")
+                return .failure(error)
+            }
+            errorLog.info("reload: listening on \(added.sorted().joined(separator: ", "))")
         }
+        let removed = Set(old.listenKeys).subtracting(rt.listenKeys)
+        if !removed.isEmpty { errorLog.info("reload: no longer listening on \(removed.sorted().joined(separator: ", "))") }
         state.withLock {
             $0.runtime = rt
             $0.generation = rt.generation
@@ -174,8 +190,9 @@ public final class Proxy: @unchecked Sendable {
             $0.lastReloadResult = "ok"
             $0.reloadsOK += 1
         }
-        for w in workers {
-            w.loop.execute { w.apply(rt) }
+        for (i, w) in workers.enumerated() {
+            let fds = newFDs[i]
+            w.loop.execute { w.apply(rt, addListeners: fds) }
         }
         if let d = healthDriver.withLock({ $0 }) {
             let h = d.driver

@@ -13,7 +13,9 @@ public final class ServerRuntime: Sendable {
     public let identity: String
     public let addressText: String
     public let address: SocketAddress?
-    public let weight: Int
+    /// The weight in the newest config (a reload that changes only the weight keeps the server and its state).
+    public var weight: Int { weightValue.load(ordering: .relaxed) }
+    let weightValue: Atomic<Int>
     /// Why the server does or does not take traffic (active checks, passive ejection, drain, disable); shared.
     public let health: ServerHealth
     /// Answers by status class (huddle_requests_total{code}).
@@ -42,7 +44,7 @@ public final class ServerRuntime: Sendable {
         identity = config.identity
         addressText = config.address.description
         self.address = address
-        weight = config.weight
+        weightValue = Atomic(config.weight)
     }
 
     public var state: ServerState { health.state }
@@ -171,12 +173,21 @@ public final class RuntimeConfig: Sendable {
     public let upstreams: [UpstreamRuntime]
     public let serverBlocks: [ServerBlockRuntime]
 
+    /// Which server block each listen address (as `SocketAddress.description`) belongs to.
+    public let listenIndex: [String: Int]
+
     init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime]) {
         self.config = config
         self.generation = generation
         self.upstreams = upstreams
         self.serverBlocks = serverBlocks
+        var index: [String: Int] = [:]
+        for (i, b) in serverBlocks.enumerated() { for a in b.listenAddresses { index[a.description] = i } }
+        listenIndex = index
     }
+
+    /// Every listen address of the config, as `SocketAddress.description`, in config order.
+    public var listenKeys: [String] { serverBlocks.flatMap { $0.listenAddresses.map(\.description) } }
 
     public func upstream(named name: String) -> UpstreamRuntime? { upstreams.first { $0.name == name } }
 
@@ -193,7 +204,15 @@ public final class RuntimeConfig: Sendable {
             let old = previous?.upstream(named: u.name)
             var servers: [ServerRuntime] = []
             for s in u.servers {
-                if let o = old?.server(identity: s.identity), o.addressText == s.address.description, o.weight == s.weight {
+                if let o = old?.server(identity: s.identity), o.addressText == s.address.description {
+                    // The same server: statistics, health and pooled connections carry over; settings follow the config.
+                    o.weightValue.store(s.weight, ordering: .relaxed)
+                    let wasDown = old?.config.servers.first(where: { $0.identity == s.identity })?.down ?? false
+                    if s.down && !wasDown {
+                        o.health.update(set: .disabled, reason: "down in the config", nowWallMs: wall)
+                    } else if !s.down && wasDown {
+                        o.health.update(clear: .disabled, reason: "no longer down in the config", nowWallMs: wall)
+                    }
                     o.keepalive.store(u.keepalive, ordering: .relaxed)
                     o.keepaliveTimeoutMs.store(u.keepaliveTimeout, ordering: .relaxed)
                     servers.append(o)

@@ -7,16 +7,19 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
     // SAFETY: the worker owns its listeners and outlives them.
     unowned(unsafe) let worker: Worker<Net>
     let fd: Int32
-    /// Index of the server block in the current snapshot.
-    let blockIndex: Int
+    /// The address it listens on (`SocketAddress.description`): its identity across reloads.
+    let key: String
+    /// Index of its server block in the worker's current snapshot (a reload may change it).
+    var blockIndex: Int
     var registration = Registration.none
     /// Accepting is paused after descriptor exhaustion; a timer resumes it.
     var paused = false
     private var closed = false
 
-    init(worker: Worker<Net>, fd: Int32, blockIndex: Int) {
+    init(worker: Worker<Net>, fd: Int32, key: String, blockIndex: Int) {
         self.worker = worker
         self.fd = fd
+        self.key = key
         self.blockIndex = blockIndex
         super.init()
     }
@@ -62,7 +65,7 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
                 return
             }
             guard case .done(let (cfd, peer)) = r else { return }
-            w.adopt(w.network.adopt(acceptedFD: cfd), peer: peer, blockIndex: blockIndex)
+            w.adopt(w.network.adopt(acceptedFD: cfd), peer: peer, blockIndex: blockIndex, listenKey: key)
         }
     }
 

@@ -34,7 +34,7 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     /// Open client connections, for shutdown (a connection removes itself when it closes).
     private var connections: [ObjectIdentifier: ClientConnection<Net>] = [:]
 
-    init(id: Int, network: Net, config: RuntimeConfig, errorLog: ErrorLog, listenFDs: [(fd: Int32, blockIndex: Int)]) throws(Errno) {
+    init(id: Int, network: Net, config: RuntimeConfig, errorLog: ErrorLog, listenFDs: [(fd: Int32, key: String)]) throws(Errno) {
         self.id = id
         self.network = network
         let maxHeader = config.config.servers.map(\.maxHeaderSize).max() ?? 16384
@@ -45,11 +45,7 @@ public final class Worker<Net: Network>: @unchecked Sendable {
         rng = FastRandom(seed: UInt64(Sys.monotonicNs()) &+ UInt64(id) &* 0x9E37_79B9_7F4A_7C15)
         roundRobin = config.upstreams.map { SmoothRoundRobin(weights: $0.servers.map(\.weight)) }
         upstreamPool = UpstreamPool(worker: self)
-        for l in listenFDs {
-            let h = ListenerHandler(worker: self, fd: l.fd, blockIndex: l.blockIndex)
-            h.registration = try loop.register(fd: l.fd, events: Events.readable | Events.edgeTriggered, handler: h)
-            listeners.append(h)
-        }
+        for l in listenFDs { try addListener(fd: l.fd, key: l.key) }
         let log = accessLog
         loop.addEndOfTurnHook { [unowned self] in
             log.flush()
@@ -68,12 +64,12 @@ public final class Worker<Net: Network>: @unchecked Sendable {
 
     /// Takes a new client connection (accepted here, or handed over by a test's in-memory network).
     @discardableResult
-    func adopt(_ stream: Net.Stream, peer: SocketAddress?, blockIndex: Int) -> ClientConnection<Net>? {
+    func adopt(_ stream: Net.Stream, peer: SocketAddress?, blockIndex: Int, listenKey: String = "") -> ClientConnection<Net>? {
         guard blockIndex < config.serverBlocks.count else {
             _ = StreamOwner(stream)   // closes it
             return nil
         }
-        let c = ClientConnection(worker: self, stream: stream, peer: peer, snapshot: config, blockIndex: blockIndex)
+        let c = ClientConnection(worker: self, stream: stream, peer: peer, snapshot: config, blockIndex: blockIndex, listenKey: listenKey)
         do {
             c.registration = try network.register(stream, handler: c, on: loop)
         } catch {
@@ -100,11 +96,40 @@ public final class Worker<Net: Network>: @unchecked Sendable {
 
     // MARK: config and shutdown (on the loop thread, posted by the process)
 
-    func apply(_ newConfig: RuntimeConfig) {
+    /// A reload: the new snapshot; listeners the new config added (bound by the process, one descriptor per worker)
+    /// start accepting, and those it removed stop (their open connections finish on the config they had).
+    func apply(_ newConfig: RuntimeConfig, addListeners: [(fd: Int32, key: String)] = []) {
         config = newConfig
         roundRobin = newConfig.upstreams.map { SmoothRoundRobin(weights: $0.servers.map(\.weight)) }
         // Idle keep-alive connections to servers the new config dropped (or changed) are of no further use.
         upstreamPool.keepOnly(Set(newConfig.upstreams.flatMap { $0.servers.map(\.uid) }))
+        var kept: [ListenerHandler<Net>] = []
+        for l in listeners {
+            if let i = newConfig.listenIndex[l.key] {
+                l.blockIndex = i
+                kept.append(l)
+            } else {
+                l.close()
+                errorLog.info("worker \(id): stopped listening on \(l.key) (removed by the reload)")
+            }
+        }
+        listeners = kept
+        for l in addListeners {
+            do {
+                try addListener(fd: l.fd, key: l.key)
+            } catch {
+                Sys.close(l.fd)
+                errorLog.error("worker \(id): cannot watch the new listener \(l.key): \(error)")
+            }
+        }
+    }
+
+    private func addListener(fd: Int32, key: String) throws(Errno) {
+        let h = ListenerHandler(worker: self, fd: fd, key: key, blockIndex: config.listenIndex[key] ?? 0)
+        h.registration = try loop.register(fd: fd, events: Events.readable | Events.edgeTriggered, handler: h)
+        listeners.append(h)
+        // Connections may be waiting already (the socket listened before this worker watched it).
+        h.acceptLoop()
     }
 
     /// Stops accepting; open connections finish their current exchange and close.
