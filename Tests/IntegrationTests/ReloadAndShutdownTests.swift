@@ -128,3 +128,32 @@ final class ReloadAndShutdownTests: HuddleTestCase {
         XCTAssertFalse(Harness.isListening(h.port))
     }
 }
+
+/// SIGTERM with WebSocket tunnels open to a backend that is not Huddle's code: both ends get a Close 1001.
+final class ShutdownCloseFrameTests: HuddleTestCase {
+    func testSIGTERMSendsClose1001ToClientsAndToTheBackend() throws {
+        let backend = try PythonPeer(script: "ws_backend.py")
+        defer { backend.stop() }
+        let h = try HuddleProcess(config: """
+        upstream ws { server 127.0.0.1:\(backend.port); }
+        server { listen 127.0.0.1:{PORT}; route / { upstream ws; } }
+        """, workers: 2)
+        let address = SocketAddress(ip: "127.0.0.1", port: h.port)!
+        let clients = try (0..<4).map { i in try DemoWebSocketClient(address: address, path: "/c\(i)") }
+        for (i, c) in clients.enumerated() {
+            try c.send(text: "hi \(i)")
+            XCTAssertEqual(try c.receive(), .text("hi \(i)"))
+        }
+        XCTAssertEqual(backend.events.filter { $0.hasPrefix("open ") }.count, 4)
+        h.signal(SIGTERM)
+        for c in clients {
+            guard case .close(let code, _) = try c.receive() else { return XCTFail("expected a Close frame") }
+            XCTAssertEqual(code, 1001, "the client's Close")
+        }
+        XCTAssertTrue(Harness.waitFor(10) { backend.events.filter { $0.hasPrefix("close ") }.count == 4 }, "\(backend.events)")
+        for e in backend.events where e.hasPrefix("close ") {
+            XCTAssertTrue(e.hasSuffix(" 1001"), "the backend must get a masked Close 1001, not a bare TCP close: \(e)")
+        }
+        XCTAssertTrue(Harness.waitFor(15) { !h.process.isRunning }, h.log)
+    }
+}

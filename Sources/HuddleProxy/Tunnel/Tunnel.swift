@@ -25,6 +25,12 @@ struct TunnelDirection: ~Copyable {
 /// A WebSocket Close frame from the server side: code 1001 (going away), unmasked.
 private let closeGoingAway: [UInt8] = [0x88, 0x02, 0x03, 0xE9]
 
+/// The same Close (1001) as a client sends it: masked with `key`.
+private func maskedCloseGoingAway(key: UInt32) -> [UInt8] {
+    let k: [UInt8] = [UInt8(key >> 24), UInt8(key >> 16 & 0xFF), UInt8(key >> 8 & 0xFF), UInt8(key & 0xFF)]
+    return [0x88, 0x82] + k + [0x03 ^ k[0], 0xE9 ^ k[1]]
+}
+
 /// A tunnel owns the backend link (and so the backend connection), the group membership, its place in the worker's
 /// tunnel count and its directions' pipes and buffers; its client connection drops it in its one teardown.
 // SAFETY: on its worker's loop thread only.
@@ -59,10 +65,14 @@ final class Tunnel<Net: Network> {
         self.serverEarly = consume serverEarly
         self.clientEarly = consume clientEarly
         if followFrames {
+            // Frames are followed both ways so that a shutdown can insert Close frames between them. Bytes already
+            // here (server frames right behind its 101, client frames right behind its handshake) count.
             var f = WebSocketFrameBoundary()
-            // Frames the server sent right behind its 101 count.
             if let b = self.serverEarly?.readableBytes { f.consume(b) }
             toClient.frames = f
+            var g = WebSocketFrameBoundary()
+            if let b = self.clientEarly?.readableBytes { g.consume(b) }
+            toServer.frames = g
         }
     }
 
@@ -82,17 +92,25 @@ final class Tunnel<Net: Network> {
                       sourceHungUp: c.sawHangup, leftoversPending: hasServerLeftovers, readingStopped: stop, fromServer: true)
         }
         if ok {
+            let stop = closing && (toServer.frames?.atBoundary ?? true)
             ok = pump(&toServer, from: client.stream, to: c.stream, canRead: &client.canRead, canWrite: &c.canWrite,
-                      sourceHungUp: client.sawHangup, leftoversPending: hasClientLeftovers, readingStopped: false, fromServer: false)
+                      sourceHungUp: client.sawHangup, leftoversPending: hasClientLeftovers, readingStopped: stop, fromServer: false)
         }
         if !ok {
             client.close()
             return
         }
-        if closing && !hasServerLeftovers && toClient.inFlight == 0 && (toClient.frames?.atBoundary ?? true) {
-            if toClient.frames != nil && client.canWrite {
-                // Best effort: four bytes into an empty socket buffer; if it would block, the TCP close still says it.
-                closeGoingAway.withUnsafeBytes { _ = try? client.stream.write($0.baseAddress!, $0.count) }
+        if closing && !hasServerLeftovers && toClient.inFlight == 0 && (toClient.frames?.atBoundary ?? true)
+            && !hasClientLeftovers && toServer.inFlight == 0 && (toServer.frames?.atBoundary ?? true) {
+            if toClient.frames != nil {
+                // Best effort, both ways, each a few bytes into a socket buffer that is empty now; if one would block,
+                // the TCP close still says it. The client gets an unmasked Close 1001; the backend, for which Huddle is
+                // the client, a masked one (RFC 6455 5.3).
+                if client.canWrite { closeGoingAway.withUnsafeBytes { _ = try? client.stream.write($0.baseAddress!, $0.count) } }
+                if c.canWrite {
+                    let frame = maskedCloseGoingAway(key: UInt32(truncatingIfNeeded: client.worker.rng.next()))
+                    frame.withUnsafeBytes { _ = try? c.stream.write($0.baseAddress!, $0.count) }
+                }
             }
             client.close()
             return
@@ -108,8 +126,8 @@ final class Tunnel<Net: Network> {
         client.armTimer()
     }
 
-    /// SIGTERM: a WebSocket client gets a Close (1001, going away) at the next frame boundary, then both sides close;
-    /// other upgraded protocols just close.
+    /// SIGTERM: at the next frame boundary in each direction, the WebSocket client and the backend each get a Close
+    /// (1001, going away), then both sides close; other upgraded protocols just close.
     func beginShutdown() {
         closing = true
         step()
