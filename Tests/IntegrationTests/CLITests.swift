@@ -58,4 +58,23 @@ final class CLITests: HuddleTestCase {
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("\(f):1:"), r.stderr)
     }
+
+    /// The systemd unit in Examples/ is one systemd accepts: with the real huddle binary in place of the install path,
+    /// `systemd-analyze verify` finds nothing to complain about, and it checks the config before starting and reloading.
+    func testTheSystemdUnitVerifies() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        guard FileManager.default.isExecutableFile(atPath: analyze) else {
+            throw XCTSkip("systemd-analyze is not installed")
+        }
+        let unit = try String(contentsOf: Harness.root.appendingPathComponent("Examples/systemd/huddle.service"), encoding: .utf8)
+        XCTAssertTrue(unit.contains("ExecStartPre=/usr/local/bin/huddle -t -c /etc/huddle/proxy.conf"))
+        XCTAssertTrue(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        XCTAssertTrue(unit.contains("LimitNOFILE="))
+        let dir = Harness.temporaryDirectory()
+        let path = dir.appendingPathComponent("huddle.service").path
+        try unit.replacingOccurrences(of: "/usr/local/bin/huddle", with: try Harness.huddleBinary).write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try Harness.run(analyze, ["verify", path], timeout: 30)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines), "", "systemd-analyze complained")
+    }
 }
