@@ -18,6 +18,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CHuddleLinux"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "HuddleSys", dependencies: ["CHuddleLinux"]),
         .target(name: "HuddleSync"),
         .target(name: "HuddleIO", dependencies: ["HuddleSys", "HuddleSync", "CHuddleLinux"], swiftSettings: hotPath),

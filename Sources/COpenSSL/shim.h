@@ -1,0 +1,53 @@
+// OpenSSL (Debian's libssl-dev, 3.x) for Swift: the headers, plus inline wrappers for what OpenSSL defines as macros
+// (Swift imports functions, not function-like macros).
+#ifndef C_OPENSSL_SHIM_H
+#define C_OPENSSL_SHIM_H
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/bio.h>
+
+static inline long huddle_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+static inline long huddle_SSL_set_mode(SSL *ssl, long mode) { return SSL_set_mode(ssl, mode); }
+static inline int huddle_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_min_proto_version(ctx, v); }
+static inline int huddle_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_max_proto_version(ctx, v); }
+static inline long huddle_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long m) { return SSL_CTX_set_session_cache_mode(ctx, m); }
+static inline long huddle_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long n) { return SSL_CTX_sess_set_cache_size(ctx, n); }
+static inline long huddle_SSL_CTX_set_options(SSL_CTX *ctx, long op) { return (long)SSL_CTX_set_options(ctx, (uint64_t)op); }
+static inline int huddle_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
+static inline int huddle_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *)) {
+    return (int)SSL_CTX_set_tlsext_servername_callback(ctx, cb);
+}
+static inline int huddle_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg) { return (int)SSL_CTX_set_tlsext_servername_arg(ctx, arg); }
+static inline int huddle_SSL_CTX_set_tlsext_ticket_key_cb(SSL_CTX *ctx,
+        int (*cb)(SSL *, unsigned char *, unsigned char *, EVP_CIPHER_CTX *, EVP_MAC_CTX *, int)) {
+    return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, cb);
+}
+static inline long huddle_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return SSL_CTX_set1_groups_list(ctx, list); }
+static inline int huddle_SSL_CTX_set_ecdh_auto(SSL_CTX *ctx) { (void)ctx; return 1; }
+static inline long huddle_SSL_CTX_add_extra_chain_cert(SSL_CTX *ctx, X509 *x) { return SSL_CTX_add_extra_chain_cert(ctx, x); }
+static inline long huddle_SSL_CTX_clear_chain_certs(SSL_CTX *ctx) { return SSL_CTX_clear_chain_certs(ctx); }
+static inline int huddle_ERR_GET_REASON(unsigned long e) { return ERR_GET_REASON(e); }
+static inline const SSL_METHOD *huddle_TLS_server_method(void) { return TLS_server_method(); }
+static inline const SSL_METHOD *huddle_TLS_client_method(void) { return TLS_client_method(); }
+static inline void *huddle_SSL_get_app_data(const SSL *ssl) { return SSL_get_ex_data(ssl, 0); }
+static inline int huddle_SSL_set_app_data(SSL *ssl, void *arg) { return SSL_set_ex_data(ssl, 0, arg); }
+static inline STACK_OF(GENERAL_NAME) *huddle_X509_subject_alt_names(X509 *x) {
+    return (STACK_OF(GENERAL_NAME) *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+}
+static inline int huddle_sk_GENERAL_NAME_num(const STACK_OF(GENERAL_NAME) *s) { return sk_GENERAL_NAME_num(s); }
+static inline GENERAL_NAME *huddle_sk_GENERAL_NAME_value(const STACK_OF(GENERAL_NAME) *s, int i) { return sk_GENERAL_NAME_value(s, i); }
+static inline void huddle_GENERAL_NAMES_free(STACK_OF(GENERAL_NAME) *s) { GENERAL_NAMES_free(s); }
+static inline int huddle_GENERAL_NAME_dns(const GENERAL_NAME *g, const unsigned char **data, int *len) {
+    if (g->type != GEN_DNS) return 0;
+    *data = ASN1_STRING_get0_data(g->d.dNSName);
+    *len = ASN1_STRING_length(g->d.dNSName);
+    return 1;
+}
+
+#endif
