@@ -6,6 +6,8 @@ extension ConfigBuilder {
     mutating func applyServerBlock(_ d: ConfigDirective, _ a: ParsedArguments) {
         var block = ServerBlockConfig(location: d.location)
         var prefixes: [String: SourceLocation] = [:]
+        var certificates: [(path: String, location: SourceLocation)] = []
+        var keys: [(path: String, location: SourceLocation)] = []
 
         for (c, ca) in accepted(d.block ?? [], in: .server) {
             switch c.name {
@@ -16,9 +18,23 @@ extension ConfigBuilder {
                 block.listens.append(listen)
                 addressSites.append((address, ca[0].location, false))
             case "tls_certificate":
-                if let path = nonEmpty(ca[0], of: c.name) { block.tlsCertificate = path }
+                if let path = nonEmpty(ca[0], of: c.name) { certificates.append((path, c.location)) }
             case "tls_certificate_key":
-                if let path = nonEmpty(ca[0], of: c.name) { block.tlsCertificateKey = path }
+                if let path = nonEmpty(ca[0], of: c.name) { keys.append((path, c.location)) }
+            case "tls_protocols":
+                var versions: [TLSVersion] = []
+                for arg in ca.positional {
+                    if let v = TLSVersion(rawValue: arg.text) {
+                        versions.append(v)
+                    } else if ["TLSv1", "TLSv1.0", "TLSv1.1", "SSLv3", "SSLv2"].contains(arg.text) {
+                        error(arg.location, "\(arg.text) is not supported: Huddle speaks TLSv1.2 and TLSv1.3 only")
+                    } else {
+                        error(arg.location, "expected TLSv1.2 or TLSv1.3 for \"tls_protocols\", found \(ConfigText.quoted(arg.text))")
+                    }
+                }
+                if !versions.isEmpty { block.tlsProtocols = Array(Set(versions)).sorted() }
+            case "tls_handshake_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) { block.tlsHandshakeTimeout = ms }
             case "header_timeout":
                 if let ms = duration(ca[0], of: c.name, positive: true) { block.headerTimeout = ms }
             case "idle_timeout":
@@ -53,13 +69,21 @@ extension ConfigBuilder {
         if block.listens.isEmpty, d.block != nil, !inputTruncated, !mentions(d.block, "listen", in: .server) {
             error(d.location, "server block has no listen: add one such as \"listen 0.0.0.0:8080;\"")
         }
-        for listen in block.listens where listen.tls {
-            var missing: [String] = []
-            if block.tlsCertificate == nil { missing.append("tls_certificate") }
-            if block.tlsCertificateKey == nil { missing.append("tls_certificate_key") }
-            if !missing.isEmpty {
-                error(listen.location, "listen \(listen.address) tls needs \(missing.joined(separator: " and ")) in the same server block")
+        // Certificates and keys pair up in order: the n-th key belongs to the n-th certificate.
+        for (i, cert) in certificates.enumerated() where i < keys.count {
+            block.tlsCertificates.append(TLSCertificatePair(certificate: cert.path, key: keys[i].path, location: cert.location))
+        }
+        if certificates.count > keys.count {
+            for cert in certificates[keys.count...] {
+                error(cert.location, "tls_certificate \(ConfigText.quoted(cert.path)) has no tls_certificate_key after it: each certificate needs its key")
             }
+        } else if keys.count > certificates.count {
+            for key in keys[certificates.count...] {
+                error(key.location, "tls_certificate_key \(ConfigText.quoted(key.path)) has no tls_certificate before it: each key needs its certificate")
+            }
+        }
+        for listen in block.listens where listen.tls && certificates.isEmpty && keys.isEmpty {
+            error(listen.location, "listen \(listen.address) tls needs tls_certificate and tls_certificate_key in the same server block")
         }
         // Longest prefix first so the first match is the most specific; ties keep file order.
         block.routes = block.routes.enumerated().sorted { x, y in
@@ -69,7 +93,7 @@ extension ConfigBuilder {
         config.servers.append(block)
     }
 
-    private mutating func nonEmpty(_ a: ConfigArgument, of directive: String) -> String? {
+    mutating func nonEmpty(_ a: ConfigArgument, of directive: String) -> String? {
         guard !a.text.isEmpty else {
             error(a.location, "expected a path for \(ConfigText.quoted(directive)), found \"\"")
             return nil

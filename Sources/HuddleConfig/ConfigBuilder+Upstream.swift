@@ -34,6 +34,24 @@ extension ConfigBuilder {
                 upstream.servers.append(server)
             case "health_check":
                 if let check = healthCheck(c, ca) { upstream.healthCheck = check }
+            case "tls":
+                var t = UpstreamTLSConfig(location: c.location)
+                var ok = true
+                if let v = ca.options["verify"] {
+                    if let k = keyword(v, of: "verify", among: ["on", "off"]) { t.verify = k == "on" } else { ok = false }
+                }
+                if let v = ca.options["sni"] {
+                    if v.text.isEmpty || v.text.contains(where: { $0.isWhitespace || $0.isNewline || !$0.isASCII || $0 == "/" || $0 == ":" }) {
+                        error(v.location, "expected a host name such as api.internal for \"sni\", found \(ConfigText.quoted(v.text))")
+                        ok = false
+                    } else {
+                        t.sni = v.text
+                    }
+                }
+                if let v = ca.options["ca"] {
+                    if let path = nonEmpty(v, of: "ca") { t.ca = path } else { ok = false }
+                }
+                if ok { upstream.tls = t }
             case "passive_health":
                 if let passive = passiveHealth(ca) { upstream.passiveHealth = passive }
             case "connect_timeout":

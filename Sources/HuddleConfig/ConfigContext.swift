@@ -65,12 +65,15 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "keepalive", arguments: 1...1),
         DirectiveSpec(name: "keepalive_timeout", arguments: 1...1),
         DirectiveSpec(name: "retries", arguments: 1...1),
+        DirectiveSpec(name: "tls", arguments: 0...0, options: ["verify", "sni", "ca"]),
     ]
 
     private static let serverSpecs: [DirectiveSpec] = [
         DirectiveSpec(name: "listen", arguments: 1...1, flags: ["tls"], repeatable: true),
-        DirectiveSpec(name: "tls_certificate", arguments: 1...1),
-        DirectiveSpec(name: "tls_certificate_key", arguments: 1...1),
+        DirectiveSpec(name: "tls_certificate", arguments: 1...1, repeatable: true),
+        DirectiveSpec(name: "tls_certificate_key", arguments: 1...1, repeatable: true),
+        DirectiveSpec(name: "tls_protocols", arguments: 1...2),
+        DirectiveSpec(name: "tls_handshake_timeout", arguments: 1...1),
         DirectiveSpec(name: "header_timeout", arguments: 1...1),
         DirectiveSpec(name: "idle_timeout", arguments: 1...1),
         DirectiveSpec(name: "tunnel_idle_timeout", arguments: 1...1),

@@ -127,6 +127,8 @@ public struct UpstreamConfig: Sendable {
     /// How long an idle pooled connection is kept.
     public var keepaliveTimeout: Milliseconds = 60_000
     public var retries: Int = 1
+    /// TLS to the servers; nil: plain TCP.
+    public var tls: UpstreamTLSConfig? = nil
     public var location: SourceLocation
     public init(name: String, location: SourceLocation) {
         self.name = name
@@ -175,10 +177,42 @@ public struct GzipConfig: Sendable {
     public init() {}
 }
 
+/// A certificate chain (PEM, leaf first) and its private key, served to clients whose SNI names it.
+public struct TLSCertificatePair: Sendable, Equatable {
+    public var certificate: String
+    public var key: String
+    public var location: SourceLocation
+    public init(certificate: String, key: String, location: SourceLocation) {
+        self.certificate = certificate
+        self.key = key
+        self.location = location
+    }
+}
+
+public enum TLSVersion: String, Sendable, Comparable, CaseIterable {
+    case tls12 = "TLSv1.2"
+    case tls13 = "TLSv1.3"
+    public static func < (a: TLSVersion, b: TLSVersion) -> Bool { a == .tls12 && b == .tls13 }
+}
+
+/// `tls verify= sni= ca=` in an upstream: Huddle talks TLS to its servers.
+public struct UpstreamTLSConfig: Sendable, Equatable {
+    /// Check the server's certificate chain and name (default on).
+    public var verify = true
+    /// The name sent as SNI and checked against the certificate; nil: the server's host as written.
+    public var sni: String? = nil
+    /// CA bundle (PEM) to verify against; nil: the system's trust store.
+    public var ca: String? = nil
+    public var location: SourceLocation
+    public init(location: SourceLocation) { self.location = location }
+}
+
 public struct ServerBlockConfig: Sendable {
     public var listens: [ListenConfig] = []
-    public var tlsCertificate: String? = nil
-    public var tlsCertificateKey: String? = nil
+    /// `tls_certificate` / `tls_certificate_key` pairs, in order; the first is served when no SNI name matches.
+    public var tlsCertificates: [TLSCertificatePair] = []
+    public var tlsProtocols: [TLSVersion] = [.tls12, .tls13]
+    public var tlsHandshakeTimeout: Milliseconds = 10_000
     public var headerTimeout: Milliseconds = 10_000
     public var idleTimeout: Milliseconds = 60_000
     public var tunnelIdleTimeout: Milliseconds = 3_600_000

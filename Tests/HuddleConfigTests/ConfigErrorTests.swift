@@ -206,8 +206,14 @@ final class ConfigErrorTests: XCTestCase {
     func testTLSListenNeedsCertificateAndKey() {
         assertSingleError(minimalUpstream + "server {\n  listen 8443 tls;\n  route / { upstream web; }\n}", at: (3, 3),
                           contains: "listen 0.0.0.0:8443 tls needs tls_certificate and tls_certificate_key in the same server block")
-        assertSingleError(minimalUpstream + "server {\n  listen 8443 tls;\n  tls_certificate c.pem;\n  route / { upstream web; }\n}", at: (3, 3),
-                          contains: "needs tls_certificate_key in the same server block")
+        assertSingleError(minimalUpstream + "server {\n  listen 8443 tls;\n  tls_certificate c.pem;\n  route / { upstream web; }\n}", at: (4, 3),
+                          contains: "tls_certificate \"c.pem\" has no tls_certificate_key after it: each certificate needs its key")
+        assertSingleError(minimalUpstream + "server {\n  listen 8443 tls;\n  tls_certificate_key k.pem;\n  route / { upstream web; }\n}", at: (4, 3),
+                          contains: "tls_certificate_key \"k.pem\" has no tls_certificate before it")
+        assertSingleError(minimalUpstream + "server {\n  listen 8443 tls;\n  tls_certificate c.pem;\n  tls_certificate_key k.pem;\n  tls_protocols TLSv1.1 TLSv1.3;\n  route / { upstream web; }\n}", at: (6, 17),
+                          contains: "TLSv1.1 is not supported: Huddle speaks TLSv1.2 and TLSv1.3 only")
+        assertSingleError("upstream web {\n  server 127.0.0.1:1;\n  tls verify=maybe;\n}\nserver { listen 1; route / { upstream web; } }", at: (3, 14),
+                          contains: "expected one of on, off for \"verify\"")
     }
 
     func testHashBalanceFactorNeedsBalanceHash() {
