@@ -18,7 +18,6 @@ static inline int huddle_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v) { re
 static inline int huddle_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_max_proto_version(ctx, v); }
 static inline long huddle_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long m) { return SSL_CTX_set_session_cache_mode(ctx, m); }
 static inline long huddle_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long n) { return SSL_CTX_sess_set_cache_size(ctx, n); }
-static inline long huddle_SSL_CTX_set_options(SSL_CTX *ctx, long op) { return (long)SSL_CTX_set_options(ctx, (uint64_t)op); }
 static inline int huddle_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
 static inline int huddle_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *)) {
     return (int)SSL_CTX_set_tlsext_servername_callback(ctx, cb);
@@ -49,5 +48,15 @@ static inline int huddle_GENERAL_NAME_dns(const GENERAL_NAME *g, const unsigned 
     *len = ASN1_STRING_length(g->d.dNSName);
     return 1;
 }
+
+// Option bits are built with a function-like macro (SSL_OP_BIT): constants here so Swift sees them.
+static const uint64_t huddle_SSL_OP_IGNORE_UNEXPECTED_EOF = SSL_OP_IGNORE_UNEXPECTED_EOF;
+static const uint64_t huddle_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
+static const uint64_t huddle_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const uint64_t huddle_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
+static const uint64_t huddle_SSL_OP_NO_TICKET = SSL_OP_NO_TICKET;
+static inline uint64_t huddle_SSL_CTX_set_options64(SSL_CTX *ctx, uint64_t op) { return SSL_CTX_set_options(ctx, op); }
+static inline long huddle_SSL_CTX_get_session_cache_hits(SSL_CTX *ctx) { return SSL_CTX_sess_hits(ctx); }
+static inline long huddle_SSL_CTX_get_session_accepts(SSL_CTX *ctx) { return SSL_CTX_sess_accept(ctx); }
 
 #endif

@@ -4,6 +4,7 @@
 import HuddleHTTP
 import HuddleIO
 import HuddleSys
+import HuddleTLS
 
 /// What to check on one server.
 public struct ProbeSpec: Sendable, Equatable {
@@ -19,8 +20,19 @@ public struct ProbeSpec: Sendable, Equatable {
     public var rise: Int
     public var fall: Int
     public var expect: [ClosedRange<Int>]
+    /// Probe over TLS, as the upstream's traffic goes: the context, and the server's host for SNI and verification.
+    public var tls: ClientTLSContext?
+    public var tlsHost: String
 
-    public init(kind: Kind, intervalMs: Int64, timeoutMs: Int64, rise: Int, fall: Int, expect: [ClosedRange<Int>]) {
+    public static func == (a: ProbeSpec, b: ProbeSpec) -> Bool {
+        a.kind == b.kind && a.intervalMs == b.intervalMs && a.timeoutMs == b.timeoutMs && a.rise == b.rise && a.fall == b.fall
+            && a.expect == b.expect && a.tls === b.tls && a.tlsHost == b.tlsHost
+    }
+
+    public init(kind: Kind, intervalMs: Int64, timeoutMs: Int64, rise: Int, fall: Int, expect: [ClosedRange<Int>],
+                tls: ClientTLSContext? = nil, tlsHost: String = "") {
+        self.tls = tls
+        self.tlsHost = tlsHost
         self.kind = kind
         self.intervalMs = intervalMs
         self.timeoutMs = timeoutMs
@@ -114,7 +126,8 @@ final class Probe: TimerNode, EventHandler {
     private var input: [UInt8] = []
     private var stopped = false
 
-    enum Stage { case waiting, connecting, sending, reading }
+    enum Stage { case waiting, connecting, handshaking, sending, reading }
+    private var tls: TLSSession?
 
     init(prober: HealthProber, target: ProbeTarget) {
         self.prober = prober
@@ -169,6 +182,8 @@ final class Probe: TimerNode, EventHandler {
                 return
             }
             if events & (Events.writable | Events.error | Events.hangup) != 0 { connectedNow() }
+        case .handshaking:
+            handshake()
         case .sending:
             send()
         case .reading:
@@ -179,6 +194,29 @@ final class Probe: TimerNode, EventHandler {
     }
 
     private func connectedNow() {
+        if let ctx = target.spec.tls, tls == nil {
+            guard let t = ctx.session(fd: fd, host: target.spec.tlsHost, cacheKey: "probe \(target.key)") else {
+                finish(ok: false, detail: "cannot start TLS: \(TLSErrors.drain())")
+                return
+            }
+            tls = t
+            stage = .handshaking
+            handshake()
+            return
+        }
+        afterHandshake()
+    }
+
+    private func handshake() {
+        guard let t = tls else { return }
+        switch t.handshake() {
+        case .done: afterHandshake()
+        case .waiting: return
+        case .failed(let why): finish(ok: false, detail: "TLS handshake failed: \(why)")
+        }
+    }
+
+    private func afterHandshake() {
         switch target.spec.kind {
         case .tcp:
             finish(ok: true, detail: "connected in \(loop.now - startedMs) ms")
@@ -193,7 +231,7 @@ final class Probe: TimerNode, EventHandler {
 
     private func send() {
         while sent < request.count {
-            let r = request.withUnsafeBytes { p in Result { () throws(Errno) -> IOResult<Int> in try Sys.write(fd, p.baseAddress! + sent, p.count - sent) } }
+            let r = request.withUnsafeBytes { p in Result { () throws(Errno) -> IOResult<Int> in try self.write(p.baseAddress! + sent, p.count - sent) } }
             switch r {
             case .success(.wouldBlock): return
             case .success(.done(let n)): sent += n
@@ -209,7 +247,7 @@ final class Probe: TimerNode, EventHandler {
     private func read() {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let r = chunk.withUnsafeMutableBytes { p in Result { () throws(Errno) -> IOResult<Int> in try Sys.read(fd, p.baseAddress!, p.count) } }
+            let r = chunk.withUnsafeMutableBytes { p in Result { () throws(Errno) -> IOResult<Int> in try self.read(p.baseAddress!, p.count) } }
             switch r {
             case .success(.wouldBlock):
                 return
@@ -273,7 +311,18 @@ final class Probe: TimerNode, EventHandler {
         if !stopped { loop.timers.schedule(self, at: loop.now + prober.nextDelay(target.spec.intervalMs)) }
     }
 
+    private func write(_ p: UnsafeRawPointer, _ n: Int) throws(Errno) -> IOResult<Int> {
+        if let t = tls { return try t.write(p, n) }
+        return try Sys.write(fd, p, n)
+    }
+
+    private func read(_ p: UnsafeMutableRawPointer, _ n: Int) throws(Errno) -> IOResult<Int> {
+        if let t = tls { return try t.read(p, n) }
+        return try Sys.read(fd, p, n)
+    }
+
     private func closeSocket() {
+        tls = nil
         guard fd >= 0 else { return }
         loop.deregisterClosing(registration: registration)
         registration = .none

@@ -13,6 +13,7 @@ struct ClosingProbe: Transport {
     func writev(_ a: UnsafeRawPointer?, _ aCount: Int, _ b: UnsafeRawPointer?, _ bCount: Int) throws(Errno) -> IOResult<Int> { .wouldBlock }
     func shutdownWrite() {}
     func closeTransport() { log.closed.append(fd) }
+    var tls: TLSSession? { nil }
 }
 
 final class ProbeLog { var closed: [Int32] = [] }

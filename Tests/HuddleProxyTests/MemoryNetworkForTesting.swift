@@ -119,6 +119,8 @@ struct MemoryStream: Transport {
     func shutdownWrite() { connection.fromProxy.finished = true }
 
     func closeTransport() { connection.proxyCloses += 1 }
+
+    var tls: TLSSession? { nil }
 }
 
 /// How a connect to a backend goes.
@@ -170,9 +172,12 @@ final class MemoryNetworkForTesting: Network {
         stream.connection.handler = nil
     }
 
-    func adopt(acceptedFD: Int32) -> MemoryStream {
+    func adopt(acceptedFD: Int32, tls: TLSSession?) -> MemoryStream {
         preconditionFailure("the in-memory network has no listeners; tests hand client connections to Worker.adopt")
     }
+
+    /// The in-memory network has no TLS: a TLS upstream's connect fails like a handshake failure.
+    func secure(_ stream: MemoryStream, with context: ClientTLSContext, host: String, cacheKey: String) -> MemoryStream? { nil }
 
     /// A new client connection for the test to play.
     func newClient() -> (MemoryConnection, MemoryStream) {

@@ -122,7 +122,7 @@ extension ClientConnection {
         let ipv6 = peer?.isIPv6 ?? false
         x.logFields = peerIPText.withUnsafeBytes { ip in
             ForwardedHead.write(into: &x.request.head!, head: x.head, bytes: inBuf.unwrapped.readableBytes, upgrade: x.upgrade != .none,
-                                clientIP: ip, clientIsIPv6: ipv6, proto: "http", logFields: w.accessLog.enabled,
+                                clientIP: ip, clientIsIPv6: ipv6, proto: stream.tls == nil ? "http" : "https", logFields: w.accessLog.enabled,
                                 fallbackHost: { self.localAuthority }, newRequestId: { w.appendRequestId(into: &$0) })
         }
     }

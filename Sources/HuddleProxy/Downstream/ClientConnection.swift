@@ -9,6 +9,8 @@ import HuddleSys
 // SAFETY: on its worker's loop thread only.
 final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     enum Phase {
+        /// A TLS listener's connection before its handshake completed.
+        case handshaking
         /// Keep-alive: waiting for the first byte of the next request.
         case idle
         case readingHead
@@ -75,6 +77,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         owner = StreamOwner(stream)
         counted = CountToken(worker.counters, .clientConnections)
         super.init()
+        if stream.tls != nil { phase = .handshaking }
     }
 
     var loop: EventLoop { worker.loop }
@@ -106,11 +109,26 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         if phase == .connecting {
             guard let x = exchange, x.upstream.connection === c else { return }
             guard c.canWrite || c.canRead else { return }
-            let err = worker.network.pendingError(c.stream)
-            if err != 0 {
-                upstreamFailed(.connect(Errno(err)))
-                pump()
-                return
+            if !c.tcpConnected {
+                let err = worker.network.pendingError(c.stream)
+                if err != 0 {
+                    upstreamFailed(.connect(Errno(err)))
+                    pump()
+                    return
+                }
+                c.tcpConnected = true
+            }
+            if let t = c.stream.tls {
+                switch t.handshake() {
+                case .done:
+                    break
+                case .waiting:
+                    return
+                case .failed(let why):
+                    upstreamFailed(.tlsHandshake(why))
+                    pump()
+                    return
+                }
             }
             phase = .proxying
             phaseStart = loop.now
@@ -135,6 +153,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private func step() {
         while true {
             switch phase {
+            case .handshaking:
+                if !driveHandshake() { return }
             case .idle, .readingHead:
                 if !readHead() { return }
             case .connecting:
@@ -157,6 +177,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private func currentDeadline() -> Int64 {
         let b = block.config
         switch phase {
+        case .handshaking: return phaseStart + (worker.shuttingDown ? 0 : b.tlsHandshakeTimeout)
         case .idle: return lastActivity + (worker.shuttingDown ? 0 : b.idleTimeout)
         case .readingHead: return phaseStart + b.headerTimeout
         case .connecting: return phaseStart + (exchange?.plan?.route.upstream.config.connectTimeout ?? 2000)
@@ -183,6 +204,9 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             return
         }
         switch phase {
+        case .handshaking:
+            log.info("client \(peerText): TLS handshake not completed within tls_handshake_timeout (\(block.config.tlsHandshakeTimeout)ms); closing")
+            close()
         case .idle:
             close()
         case .readingHead:
@@ -202,6 +226,28 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         }
         // Whatever the timeout queued (a 408/504, a retry) must be driven now: no socket event will come for it.
         pump()
+    }
+
+    /// Advances the TLS handshake; true once it is done (the connection then reads its first request).
+    private func driveHandshake() -> Bool {
+        guard let t = stream.tls else {
+            phase = .idle
+            return true
+        }
+        switch t.handshake() {
+        case .done:
+            phase = .idle
+            lastActivity = loop.now
+            armTimer()
+            return true
+        case .waiting:
+            armTimer()
+            return false
+        case .failed(let why):
+            log.info("client \(peerText): TLS handshake failed: \(why)")
+            close()
+            return false
+        }
     }
 
     // MARK: the end of an exchange, and of the connection
@@ -225,7 +271,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     func shutdownRequested() {
         exchange?.clientKeepAlive = false
         switch phase {
-        case .idle: close()
+        case .idle, .handshaking: close()
         case .tunnel: tunnel?.beginShutdown()
         default: break
         }

@@ -4,6 +4,8 @@ import HuddleSys
 
 enum UpstreamFailure: CustomStringConvertible, Equatable {
     case connect(Errno)
+    /// The TLS handshake with the server failed (certificate, protocol): nothing of the request was sent.
+    case tlsHandshake(String)
     case connectTimeout
     case responseTimeout
     /// A read or write on the backend connection failed (ECONNRESET, EPIPE...).
@@ -15,6 +17,7 @@ enum UpstreamFailure: CustomStringConvertible, Equatable {
     var description: String {
         switch self {
         case .connect(let e): return "connect failed: \(e)"
+        case .tlsHandshake(let why): return "TLS handshake failed: \(why)"
         case .connectTimeout: return "connect_timeout reached"
         case .responseTimeout: return "response_timeout reached"
         case .reset(let e): return "connection error: \(e)"
@@ -33,7 +36,7 @@ enum UpstreamFailure: CustomStringConvertible, Equatable {
     /// Nothing of the request can have reached the server.
     var isConnectFailure: Bool {
         switch self {
-        case .connect, .connectTimeout: return true
+        case .connect, .connectTimeout, .tlsHandshake: return true
         default: return false
         }
     }

@@ -26,11 +26,6 @@ public final class Proxy: @unchecked Sendable {
     /// Resolves, validates against the system (addresses) and binds every listener, so start-up errors surface here.
     public init(config: HuddleConfig) throws {
         errorLog = ErrorLog(config.errorLog)
-        // Serving plaintext on a port the operator marked tls would be worse than not starting.
-        let tls = config.servers.flatMap(\.listens).filter(\.tls)
-        if !tls.isEmpty {
-            throw ConfigErrors(tls.map { ConfigError(location: $0.location, message: "listen \($0.address) tls: TLS termination is not implemented in this build yet") })
-        }
         let log = errorLog
         let driver = healthDriver
         let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) },

@@ -1,4 +1,5 @@
 // The data plane's view of a config: an immutable snapshot (routes, upstreams, selectors) plus per-server shared counters.
+import COpenSSL
 import Glibc
 import HuddleBalancing
 import HuddleConfig
@@ -12,6 +13,8 @@ public final class ServerRuntime: Sendable {
     public let uid: Int
     public let identity: String
     public let addressText: String
+    /// The host part as written (the name a TLS backend is checked against unless `tls sni=` says otherwise).
+    public let host: String
     public let address: SocketAddress?
     /// The weight in the newest config (a reload that changes only the weight keeps the server and its state).
     public var weight: Int { weightValue.load(ordering: .relaxed) }
@@ -43,6 +46,7 @@ public final class ServerRuntime: Sendable {
         keepaliveTimeoutMs = Atomic(upstream.keepaliveTimeout)
         identity = config.identity
         addressText = config.address.description
+        host = config.address.host
         self.address = address
         weightValue = Atomic(config.weight)
     }
@@ -77,9 +81,13 @@ public final class UpstreamRuntime: Sendable {
     public let health: UpstreamHealth
     /// Answers by status class and their duration (huddle_request_duration_seconds); kept across reloads by name.
     public let stats: RequestStats
+    /// TLS to this upstream's servers (and their health checks); nil: plain TCP.
+    public let tls: ClientTLSContext?
     let index: Int
 
-    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth, stats: RequestStats) {
+    init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth, stats: RequestStats,
+         tls: ClientTLSContext?) {
+        self.tls = tls
         self.health = health
         self.stats = stats
         self.index = index
@@ -143,11 +151,14 @@ public final class ServerBlockRuntime: Sendable {
     /// Longest prefix first.
     public let routes: [RouteRuntime]
     public let listenAddresses: [SocketAddress]
+    /// Certificates for its `tls` listeners, loaded when the snapshot was built (so a reload re-reads them).
+    public let tls: ServerTLSContext?
 
-    init(config: ServerBlockConfig, routes: [RouteRuntime], listenAddresses: [SocketAddress]) {
+    init(config: ServerBlockConfig, routes: [RouteRuntime], listenAddresses: [SocketAddress], tls: ServerTLSContext?) {
         self.config = config
         self.routes = routes
         self.listenAddresses = listenAddresses
+        self.tls = tls
     }
 
     /// Longest-prefix match over the request path bytes.
@@ -175,15 +186,27 @@ public final class RuntimeConfig: Sendable {
 
     /// Which server block each listen address (as `SocketAddress.description`) belongs to.
     public let listenIndex: [String: Int]
+    /// The listen addresses that terminate TLS.
+    public let tlsListens: Set<String>
+    /// Session-ticket keys, shared by every TLS listener and kept across reloads (tickets survive a reload).
+    public let ticketKeys: TicketKeyRing
 
-    init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime]) {
+    init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime], ticketKeys: TicketKeyRing) {
         self.config = config
         self.generation = generation
         self.upstreams = upstreams
         self.serverBlocks = serverBlocks
+        self.ticketKeys = ticketKeys
         var index: [String: Int] = [:]
-        for (i, b) in serverBlocks.enumerated() { for a in b.listenAddresses { index[a.description] = i } }
+        var tls: Set<String> = []
+        for (i, b) in serverBlocks.enumerated() {
+            for (j, a) in b.listenAddresses.enumerated() {
+                index[a.description] = i
+                if b.config.listens[j].tls { tls.insert(a.description) }
+            }
+        }
         listenIndex = index
+        tlsListens = tls
     }
 
     /// Every listen address of the config, as `SocketAddress.description`, in config order.
@@ -196,6 +219,7 @@ public final class RuntimeConfig: Sendable {
     public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: @escaping @Sendable (String) -> Void,
                              transitions: @escaping HealthTransitionObserver = { _, _, _, _ in }) throws -> RuntimeConfig {
         let wall = Sys.wallClockMs()
+        let ticketKeys = previous?.ticketKeys ?? TicketKeyRing()
         // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
         let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
         var nextUID = (previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1
@@ -236,8 +260,16 @@ public final class RuntimeConfig: Sendable {
             upstreamHealth.configure(members: servers.map(\.health), policy: u.passiveHealth.map {
                 EjectionPolicy(failures: $0.failures, ejectionMs: $0.ejection, maxEjectedPercent: $0.maxEjectedPercent, countServerErrors: $0.on5xx)
             })
+            var clientTLS: ClientTLSContext? = nil
+            if let t = u.tls {
+                do {
+                    clientTLS = try ClientTLSContext(verify: t.verify, caFile: t.ca, serverName: t.sni)
+                } catch {
+                    throw ConfigErrors([ConfigError(location: t.location, message: "upstream \(u.name): \(error)")])
+                }
+            }
             ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth,
-                                       stats: old?.stats ?? RequestStats(shards: shards)))
+                                       stats: old?.stats ?? RequestStats(shards: shards), tls: clientTLS))
         }
         var blocks: [ServerBlockRuntime] = []
         for b in config.servers {
@@ -259,8 +291,22 @@ public final class RuntimeConfig: Sendable {
                 }
                 addrs.append(resolved[0])
             }
-            blocks.append(ServerBlockRuntime(config: b, routes: routes, listenAddresses: addrs))
+            var serverTLS: ServerTLSContext? = nil
+            if b.listens.contains(where: \.tls), !b.tlsCertificates.isEmpty {
+                let versions = b.tlsProtocols.isEmpty ? [TLSVersion.tls12, .tls13] : b.tlsProtocols
+                do {
+                    serverTLS = try ServerTLSContext(pairs: b.tlsCertificates.map { ($0.certificate, $0.key) },
+                                                     minVersion: versions.min() == .tls13 ? TLS1_3_VERSION : TLS1_2_VERSION,
+                                                     maxVersion: versions.max() == .tls12 ? TLS1_2_VERSION : TLS1_3_VERSION,
+                                                     tickets: ticketKeys)
+                } catch {
+                    // A certificate that does not load (or a key that does not match) fails the build: at start Huddle
+                    // does not start, on reload the running certificates stay.
+                    throw ConfigErrors([ConfigError(location: b.tlsCertificates[0].location, message: "\(error)")])
+                }
+            }
+            blocks.append(ServerBlockRuntime(config: b, routes: routes, listenAddresses: addrs, tls: serverTLS))
         }
-        return RuntimeConfig(config: config, generation: generation, upstreams: ups, serverBlocks: blocks)
+        return RuntimeConfig(config: config, generation: generation, upstreams: ups, serverBlocks: blocks, ticketKeys: ticketKeys)
     }
 }

@@ -2,6 +2,7 @@
 // TLS transport (or an in-memory one in tests) slots in without touching exchange logic.
 import HuddleIO
 import HuddleSys
+@_exported import HuddleTLS
 
 /// Byte I/O on one connected stream. Implementations are handles (a descriptor, a TLS session): copying one does not
 /// duplicate the connection. Exactly one `StreamOwner` closes it; nothing else calls `closeTransport`.
@@ -19,6 +20,8 @@ public protocol Transport {
     func shutdownWrite()
     /// Releases the stream. Called once, by its `StreamOwner`.
     func closeTransport()
+    /// The TLS session over the stream, if it carries TLS (handshakes are driven through it).
+    var tls: TLSSession? { get }
 }
 
 /// Sole owner of a stream: closing it is dropping the owner, so a stream is closed exactly once, by construction.
@@ -45,25 +48,40 @@ public protocol Network {
     func register(_ stream: Stream, handler: EventHandler, on loop: EventLoop) throws(Errno) -> Registration
     /// Stops reporting readiness for a stream that is closed right after (its owner is dropped next).
     func deregister(_ stream: Stream, _ registration: Registration, on loop: EventLoop)
-    /// The stream for a descriptor a listener accepted.
-    func adopt(acceptedFD: Int32) -> Stream
+    /// The stream for a descriptor a listener accepted (with a TLS session when the listener terminates TLS).
+    func adopt(acceptedFD: Int32, tls: TLSSession?) -> Stream
+    /// The same connection with TLS on top, as the client of a backend; nil if this network cannot do TLS.
+    func secure(_ stream: Stream, with context: ClientTLSContext, host: String, cacheKey: String) -> Stream?
 }
 
-/// A plain TCP socket. Every call is one syscall; there is nothing to dispatch at run time.
+/// A TCP socket, plain or carrying TLS. Plain TCP costs one syscall per call and one predictable branch (is there a
+/// TLS session?); there is no dynamic dispatch either way.
 public struct SocketTransport: Transport {
     public let fd: Int32
-    @inline(__always) public init(fd: Int32) { self.fd = fd }
-    @inline(__always) public var spliceFD: Int32? { fd }
+    /// The TLS session over this socket; nil for plain TCP.
+    public let tls: TLSSession?
+    @inline(__always) public init(fd: Int32, tls: TLSSession? = nil) {
+        self.fd = fd
+        self.tls = tls
+    }
+    /// Bytes pass through splice(2) untouched only on a plain socket (kTLS is not used).
+    @inline(__always) public var spliceFD: Int32? { tls == nil ? fd : nil }
     @inline(__always) public func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
-        try Sys.read(fd, buffer, count)
+        if let t = tls { return try t.read(buffer, count) }
+        return try Sys.read(fd, buffer, count)
     }
     @inline(__always) public func write(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
-        try Sys.write(fd, buffer, count)
+        if let t = tls { return try t.write(buffer, count) }
+        return try Sys.write(fd, buffer, count)
     }
     @inline(__always) public func writev(_ a: UnsafeRawPointer?, _ aCount: Int, _ b: UnsafeRawPointer?, _ bCount: Int) throws(Errno) -> IOResult<Int> {
-        try Sys.writev(fd, a, aCount, b, bCount)
+        if let t = tls { return try t.writev(a, aCount, b, bCount) }
+        return try Sys.writev(fd, a, aCount, b, bCount)
     }
-    @inline(__always) public func shutdownWrite() { Sys.shutdown(fd, .write) }
+    @inline(__always) public func shutdownWrite() {
+        tls?.shutdown()
+        Sys.shutdown(fd, .write)
+    }
     @inline(__always) public func closeTransport() { Sys.close(fd) }
 }
 
@@ -81,5 +99,9 @@ public struct SocketNetwork: Network {
     @inline(__always) public func deregister(_ stream: SocketTransport, _ registration: Registration, on loop: EventLoop) {
         loop.deregisterClosing(registration: registration)
     }
-    @inline(__always) public func adopt(acceptedFD: Int32) -> SocketTransport { SocketTransport(fd: acceptedFD) }
+    @inline(__always) public func adopt(acceptedFD: Int32, tls: TLSSession?) -> SocketTransport { SocketTransport(fd: acceptedFD, tls: tls) }
+    public func secure(_ stream: SocketTransport, with context: ClientTLSContext, host: String, cacheKey: String) -> SocketTransport? {
+        guard let t = context.session(fd: stream.fd, host: host, cacheKey: cacheKey) else { return nil }
+        return SocketTransport(fd: stream.fd, tls: t)
+    }
 }

@@ -64,7 +64,17 @@ extension ClientConnection {
             return
         }
         do throws(Errno) {
-            let (stream, connected) = try worker.network.connect(to: addr)
+            var (stream, connected) = try worker.network.connect(to: addr)
+            let tls = x.plan?.route.upstream.tls
+            if let tls {
+                // TLS to the backend: the handshake follows the TCP connect; both count against connect_timeout.
+                guard let secured = worker.network.secure(stream, with: tls, host: s.host, cacheKey: s.addressText) else {
+                    _ = StreamOwner(stream)   // closes it
+                    upstreamFailed(.tlsHandshake("cannot start a TLS session: \(TLSErrors.drain())"))
+                    return
+                }
+                stream = secured
+            }
             let c = UpstreamConnection(worker: worker, stream: stream, server: s)
             do throws(Errno) {
                 c.registration = try worker.network.register(stream, handler: c, on: loop)
@@ -73,7 +83,12 @@ extension ClientConnection {
                 throw error
             }
             attach(c)
-            phase = connected ? .proxying : .connecting
+            if connected && tls == nil {
+                phase = .proxying
+            } else {
+                phase = .connecting
+                if connected { upstreamEvent(c) }
+            }
             armTimer()
         } catch {
             upstreamFailed(.connect(error))

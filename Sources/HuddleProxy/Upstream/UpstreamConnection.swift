@@ -18,6 +18,8 @@ final class UpstreamConnection<Net: Network>: TimerNode, EventHandler {
     var sawHangup = false
     /// Has carried a complete exchange before: a failure on it may be a stale keep-alive race.
     var reused = false
+    /// The non-blocking connect completed (a TLS handshake may still be under way).
+    var tcpConnected = false
     /// The client connection using it, through its link; nil while pooled.
     unowned(unsafe) var user: ClientConnection<Net>?
     /// The descriptor and this connection's place in the worker's count: both go when `close()` drops them.

@@ -65,7 +65,17 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
                 return
             }
             guard case .done(let (cfd, peer)) = r else { return }
-            w.adopt(w.network.adopt(acceptedFD: cfd), peer: peer, blockIndex: blockIndex, listenKey: key)
+            // A TLS listener's connections start with a server-side session from the current snapshot's certificates.
+            var tls: TLSSession? = nil
+            if w.config.tlsListens.contains(key) {
+                guard let t = w.config.serverBlocks[blockIndex].tls?.session(fd: cfd) else {
+                    w.errorLog.error("worker \(w.id): cannot start TLS on a connection from \(peer?.description ?? "-"): \(TLSErrors.drain())")
+                    Sys.close(cfd)
+                    continue
+                }
+                tls = t
+            }
+            w.adopt(w.network.adopt(acceptedFD: cfd, tls: tls), peer: peer, blockIndex: blockIndex, listenKey: key)
         }
     }
 
