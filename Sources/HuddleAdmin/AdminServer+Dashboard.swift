@@ -158,20 +158,21 @@ enum DashboardPage {
         if (v === null || v === undefined) return "–";
         return (v >= 100 ? Math.round(v).toString() : v.toFixed(1)) + "/s";
       }
+      function plural(n, word) { return num(n) + " " + word + (n === 1 ? "" : "s"); }
       function num(v) { return typeof v === "number" ? v.toLocaleString("en-US") : "–"; }
 
-      // Requests and failures per second from the change since the previous refresh (server clock).
+      // Requests, failed attempts and 5xx answers per second, from the change since the previous refresh (server clock).
       function rates(key, s, now) {
+        var cur = {requests: s.requests_total, failures: s.failures_total, errors: (s.responses || {})["5xx"] || 0};
         var p = previous[key];
-        var r = {req: null, fail: null};
-        if (p && now > p.t && s.requests_total >= p.requests && s.failures_total >= p.failures) {
+        var r = {requests: null, failures: null, errors: null};
+        if (p && now > p.t) {
           var dt = (now - p.t) / 1000;
-          r.req = (s.requests_total - p.requests) / dt;
-          r.fail = (s.failures_total - p.failures) / dt;
-        } else if (p && now === p.t) {
-          r.req = p.reqRate; r.fail = p.failRate;
+          Object.keys(r).forEach(function (k) { r[k] = cur[k] >= p.counts[k] ? (cur[k] - p.counts[k]) / dt : null; });
+        } else if (p) {
+          r = p.rates;
         }
-        previous[key] = {t: now, requests: s.requests_total, failures: s.failures_total, reqRate: r.req, failRate: r.fail};
+        previous[key] = {t: now, counts: cur, rates: r};
         return r;
       }
 
@@ -196,8 +197,9 @@ enum DashboardPage {
       function serverRow(u, s, now, totals) {
         var key = u.name + "\n" + s.address;
         var r = rates(key, s, now);
-        totals.req += r.req || 0;
-        totals.fail += r.fail || 0;
+        totals.req += r.requests || 0;
+        totals.fail += r.failures || 0;
+        totals.errors += r.errors || 0;
         var h = s.health || {};
         var stateCell = el("td", null, el("span", {class: "badge " + s.state}, s.state));
         if (s.state !== "healthy" || (h.causes && h.causes.length)) {
@@ -212,22 +214,26 @@ enum DashboardPage {
           el("td", {class: "n"}, num(s.in_flight)),
           el("td", {class: "n"}, num(s.active_connections)),
           el("td", {class: "n"}, num(s.tunnels)),
-          el("td", {class: "n", "data-rate": "requests"}, perSecond(r.req), el("div", {class: "sub"}, num(s.requests_total) + " total")),
-          el("td", {class: "n" + (r.fail > 0 ? " bad" : ""), "data-rate": "failures"}, perSecond(r.fail), el("div", {class: "sub"}, num(s.failures_total) + " total")),
+          el("td", {class: "n", "data-rate": "requests"}, perSecond(r.requests), el("div", {class: "sub"}, num(s.requests_total) + " total")),
+          el("td", {class: "n" + (r.errors > 0 ? " bad" : ""), "data-rate": "5xx"}, perSecond(r.errors),
+            el("div", {class: "sub"}, num((s.responses || {})["5xx"]) + " total")),
+          el("td", {class: "n" + (r.failures > 0 ? " bad" : ""), "data-rate": "failures"}, perSecond(r.failures),
+            el("div", {class: "sub"}, num(s.failures_total) + " total")),
           el("td", {class: "n"}, s.latency_ewma_ms ? s.latency_ewma_ms.toFixed(1) + " ms" : "–"),
           healthCell(s.health, now),
-          el("td", {class: "n"}, num(s.groups), el("div", {class: "sub"}, num(s.group_members) + " members")));
+          el("td", {class: "n"}, num(s.groups), el("div", {class: "sub"}, plural(s.group_members, "member"))));
       }
 
       function upstreamSection(u, groups, now, totals) {
         var head = el("tr", null, el("th", null, "state"), el("th", null, "server"), el("th", {class: "n"}, "weight"),
           el("th", {class: "n"}, "in flight"), el("th", {class: "n"}, "connections"), el("th", {class: "n"}, "tunnels"),
-          el("th", {class: "n"}, "requests"), el("th", {class: "n"}, "failures"), el("th", {class: "n"}, "latency"),
+          el("th", {class: "n"}, "requests"), el("th", {class: "n", title: "answers with status 500-599"}, "5xx"),
+          el("th", {class: "n", title: "attempts that failed: connect errors, resets, timeouts"}, "failures"), el("th", {class: "n"}, "latency"),
           el("th", null, "last health check"), el("th", {class: "n"}, "groups"));
         var body = el("tbody", null, u.servers.map(function (s) { return serverRow(u, s, now, totals); }));
         var section = el("section", {"data-upstream": u.name},
           el("h2", null, "Upstream ", el("code", null, u.name), " ",
-            el("small", null, u.balance + " · " + num(u.groups) + " groups · " + num(u.group_members) + " members")),
+            el("small", null, u.balance + " · " + plural(u.groups, "group") + " · " + plural(u.group_members, "member"))),
           el("table", null, el("thead", null, head), body));
         if (groups && groups.groups && groups.groups.length) {
           var names = {};
@@ -235,7 +241,7 @@ enum DashboardPage {
           add(section, el("div", {class: "groups"}, el("span", {class: "muted"}, "Largest groups: "),
             groups.groups.map(function (g) {
               return el("span", {class: "g", "data-group": g.key, "data-server": g.server},
-                el("code", null, g.key), " → " + (names[g.server] || g.server) + " · " + g.members + (g.members === 1 ? " member" : " members"));
+                el("code", null, g.key), " → " + (names[g.server] || g.server) + " · " + plural(g.members, "member"));
             })));
         }
         return section;
@@ -258,7 +264,7 @@ enum DashboardPage {
 
       function render(b, cfg, ws, groupsByUpstream) {
         var now = b.now;
-        var totals = {req: 0, fail: 0};
+        var totals = {req: 0, fail: 0, errors: 0};
         var sections = b.upstreams.map(function (u, i) { return upstreamSection(u, groupsByUpstream[i], now, totals); });
         var sum = function (f) { return (ws.workers || []).reduce(function (a, w) { return a + (w[f] || 0); }, 0); };
         var servers = [].concat.apply([], b.upstreams.map(function (u) { return u.servers; }));
@@ -266,13 +272,14 @@ enum DashboardPage {
         var tiles = el("div", {class: "tiles"},
           tile("servers taking traffic", up + " of " + servers.length, up < servers.length ? "bad" : "ok"),
           tile("requests", refreshes > 0 ? perSecond(totals.req) : "–"),
-          tile("failures", refreshes > 0 ? perSecond(totals.fail) : "–", totals.fail > 0 ? "bad" : null),
+          tile("5xx answers", refreshes > 0 ? perSecond(totals.errors) : "–", totals.errors > 0 ? "bad" : null),
+          tile("failed attempts", refreshes > 0 ? perSecond(totals.fail) : "–", totals.fail > 0 ? "bad" : null),
           tile("client connections", num(sum("client_connections"))),
           tile("tunnels", num(sum("tunnels"))),
           tile("backend connections", num(sum("backend_connections"))),
           tile("groups", num(b.upstreams.reduce(function (a, u) { return a + (u.groups || 0); }, 0))));
         var app = document.getElementById("app");
-        app.replaceChildren(tiles, sections, workersSection(ws));
+        app.replaceChildren.apply(app, [tiles].concat(sections, [workersSection(ws)]));
         refreshes += 1;
         app.setAttribute("data-refreshes", String(refreshes));
 

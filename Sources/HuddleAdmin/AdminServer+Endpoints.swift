@@ -91,6 +91,10 @@ extension AdminServer {
                                         w.field("tunnels", s.tunnels.load(ordering: .relaxed))
                                         w.field("requests_total", s.requestsTotal.load(ordering: .relaxed))
                                         w.field("failures_total", s.failuresTotal.load(ordering: .relaxed))
+                                        let classes = s.stats.snapshot().classes
+                                        w.field("responses", object: { w in
+                                            for (i, n) in classes.enumerated() { w.field("\(i + 1)xx", n) }
+                                        })
                                         w.field("latency_ewma_ms", Double(s.latencyEwmaMicros.load(ordering: .relaxed)) / 1000)
                                         w.field("groups", g?.groups ?? 0)
                                         w.field("group_members", g?.members ?? 0)
