@@ -88,7 +88,7 @@ enum Metrics {
         MetricDeclaration(name: "huddle_reloads_total", type: .counter, help: "Configuration reloads by result (the initial load not counted).",
                           source: .reloads),
         MetricDeclaration(name: "huddle_requests_total", type: .counter,
-                          help: "Answers relayed from a backend server, by status class (code=1xx..5xx).",
+                          help: "Answers to requests sent to a backend server, by status class (code=1xx..5xx); a 502/504 Huddle sends because the server failed counts for that server.",
                           source: .serverStatusClasses),
         MetricDeclaration(name: "huddle_request_duration_seconds", type: .histogram,
                           help: "Time from a request's first byte to the end of its answer, per upstream (answers Huddle makes itself, such as 502, included; an upgrade counts until its 101).",

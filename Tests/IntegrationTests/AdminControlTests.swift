@@ -130,6 +130,11 @@ final class AdminControlTests: HuddleTestCase {
         try ws.send(text: "still here")
         XCTAssertEqual(try ws.receive(), .text("still here"), "the tunnel to the drained server must stay up")
         XCTAssertEqual(Admin.server(h, "app", address)?["state"] as? String, "draining")
+        // A reload that keeps the server keeps it drained.
+        let reload = try Admin.request(h, "POST", "/api/reload", token: "t0ken")
+        XCTAssertEqual(Admin.json(reload)?["generation"] as? Int, 2, String(decoding: reload.body, as: UTF8.self))
+        XCTAssertEqual(Admin.server(h, "app", address)?["state"] as? String, "draining")
+        XCTAssertEqual(try client.request("GET", "/").header("X-Backend"), other.name)
 
         let e = try Admin.request(h, "POST", "/api/servers/enable?upstream=app&address=\(address)", token: "t0ken")
         XCTAssertEqual(e.status, 200)
