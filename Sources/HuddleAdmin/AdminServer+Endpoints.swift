@@ -61,18 +61,26 @@ extension AdminServer {
         }
     }
 
-    /// `GET /api/backends`: every upstream's servers with their state and counters.
+    /// `GET /api/backends`: every upstream's servers with their state, counters and health. Times are milliseconds
+    /// since the Unix epoch, as everywhere in this API; `now` is the admin port's clock when it answered.
     func backends() -> AdminResponse {
         let rt = proxy.runtime
+        let clock = AdminClock(monotonicMs: loop.now, wallMs: Sys.wallClockMs())
         return .json(200) { w in
             w.object { w in
+                w.field("now", clock.wallMs)
+                w.field("generation", rt.generation)
                 w.field("upstreams", array: { w in
                     for u in rt.upstreams {
+                        let totals = u.groups.totals(nowMs: clock.monotonicMs)
                         w.object { w in
                             w.field("name", u.name)
                             w.field("balance", u.config.balance.rawValue)
+                            w.field("groups", totals.groups)
+                            w.field("group_members", totals.members)
                             w.field("servers", array: { w in
                                 for s in u.servers {
+                                    let g = totals.perServer[s.identity]
                                     w.object { w in
                                         w.field("address", s.addressText)
                                         w.field("name", s.identity)
@@ -80,16 +88,51 @@ extension AdminServer {
                                         w.field("weight", s.weight)
                                         w.field("active_connections", s.activeConnections.load(ordering: .relaxed))
                                         w.field("in_flight", s.inFlight.load(ordering: .relaxed))
+                                        w.field("tunnels", s.tunnels.load(ordering: .relaxed))
                                         w.field("requests_total", s.requestsTotal.load(ordering: .relaxed))
                                         w.field("failures_total", s.failuresTotal.load(ordering: .relaxed))
+                                        let classes = s.stats.snapshot().classes
+                                        w.field("responses", object: { w in
+                                            for (i, n) in classes.enumerated() { w.field("\(i + 1)xx", n) }
+                                        })
                                         w.field("latency_ewma_ms", Double(s.latencyEwmaMicros.load(ordering: .relaxed)) / 1000)
-                                        w.field("health", object: { _ in })
+                                        w.field("groups", g?.groups ?? 0)
+                                        w.field("group_members", g?.members ?? 0)
+                                        w.key("health")
+                                        HealthJSON.write(s, upstream: u.config, clock: clock, to: &w)
                                     }
                                 }
                             })
                         }
                     }
                 })
+            }
+        }
+    }
+
+    /// `POST /api/servers/drain|enable?upstream=NAME&address=HOST:PORT` (or `server=NAME`), token checked by the
+    /// caller: `{"upstream","server","address","state"}`, 400 without the parameters, 404 for an unknown upstream or
+    /// server, 409 for enabling a server the config marks `down`.
+    func serverAction(_ action: Proxy.ServerAction, _ q: AdminQuery) -> AdminResponse {
+        guard let upstream = q.string("upstream"), !upstream.isEmpty,
+              let server = q.string("address") ?? q.string("server"), !server.isEmpty else {
+            return .error(400, "need ?upstream=NAME&address=HOST:PORT (or &server=NAME)")
+        }
+        switch proxy.adminAction(action, upstream: upstream, server: server) {
+        case .success(let state):
+            let s = proxy.runtime.upstream(named: upstream)?.servers.first { $0.addressText == server || $0.identity == server }
+            return .json(200) { w in
+                w.object { w in
+                    w.field("upstream", upstream)
+                    w.field("server", s?.identity ?? server)
+                    w.field("address", s?.addressText ?? server)
+                    w.field("state", state.name)
+                }
+            }
+        case .failure(let e):
+            switch e {
+            case .noSuchUpstream, .noSuchServer: return .error(404, e.description)
+            case .downInConfig: return .error(409, e.description)
             }
         }
     }
@@ -136,7 +179,8 @@ extension AdminServer {
 
     /// `GET /metrics`.
     func metricsText() -> String {
-        let input = MetricsInput(runtime: proxy.runtime, workers: proxy.workerStats(), nowMs: loop.now, reloads: proxy.reloadCounts)
+        let input = MetricsInput(runtime: proxy.runtime, workers: proxy.workerStats(), nowMs: loop.now, reloads: proxy.reloadCounts,
+                                 healthProbes: proxy.healthProbesStarted)
         return MetricsText.render(Metrics.collect(input))
     }
 }

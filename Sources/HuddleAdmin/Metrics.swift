@@ -3,9 +3,9 @@
 import HuddleBalancing
 import HuddleProxy
 
-/// The two Prometheus types Huddle exports.
+/// The Prometheus types Huddle exports.
 enum MetricType: String {
-    case counter, gauge
+    case counter, gauge, histogram
 }
 
 /// Where a metric's samples come from, which decides its labels.
@@ -20,6 +20,15 @@ enum MetricSource {
     case worker(@Sendable (WorkerStats) -> Double)
     /// One sample per reload result, label `result` (`ok`, `failed`).
     case reloads
+    /// One sample per backend server and status class, labels `upstream`, `server` and `code` (`1xx` ... `5xx`).
+    case serverStatusClasses
+    /// One sample per backend server and state, labels `upstream`, `server` and `to`: transitions into that state.
+    case serverTransitions
+    /// A histogram per upstream (label `upstream`): `_bucket{le}` (cumulative), `_sum`, `_count`, from
+    /// `UpstreamRuntime.stats`.
+    case upstreamDuration
+    /// One unlabelled sample computed from the whole input (process-wide counters).
+    case process(@Sendable (MetricsInput) -> Double)
 }
 
 struct MetricDeclaration {
@@ -36,6 +45,8 @@ struct MetricsInput {
     var workers: [WorkerStats]
     var nowMs: Int64
     var reloads: (ok: Int, failed: Int)
+    /// Active health probes started since start.
+    var healthProbes = 0
 }
 
 enum Metrics {
@@ -76,6 +87,19 @@ enum Metrics {
                           source: .worker { Double($0.ageMs) / 1000 }),
         MetricDeclaration(name: "huddle_reloads_total", type: .counter, help: "Configuration reloads by result (the initial load not counted).",
                           source: .reloads),
+        MetricDeclaration(name: "huddle_requests_total", type: .counter,
+                          help: "Answers to requests sent to a backend server, by status class (code=1xx..5xx); a 502/504 Huddle sends because the server failed counts for that server.",
+                          source: .serverStatusClasses),
+        MetricDeclaration(name: "huddle_request_duration_seconds", type: .histogram,
+                          help: "Time from a request's first byte to the end of its answer, per upstream (answers Huddle makes itself, such as 502, included; an upgrade counts until its 101).",
+                          source: .upstreamDuration),
+        MetricDeclaration(name: "huddle_health_transitions_total", type: .counter,
+                          help: "State changes of a backend server, by the state entered (to=healthy|unhealthy|ejected|draining|disabled).",
+                          source: .serverTransitions),
+        MetricDeclaration(name: "huddle_health_probes_total", type: .counter, help: "Active health probes started (all servers).",
+                          source: .process { Double($0.healthProbes) }),
+        MetricDeclaration(name: "huddle_server_tunnels", type: .gauge, help: "Open upgraded (WebSocket) tunnels to a backend server.",
+                          source: .server { Double($0.tunnels.load(ordering: .relaxed)) }),
     ]
 
     /// Samples for every declared metric, in table order.
@@ -102,13 +126,56 @@ enum Metrics {
             case .reloads:
                 samples.append(MetricSample(labels: [("result", "ok")], value: Double(input.reloads.ok)))
                 samples.append(MetricSample(labels: [("result", "failed")], value: Double(input.reloads.failed)))
+            case .serverStatusClasses:
+                for u in input.runtime.upstreams {
+                    for s in u.servers {
+                        let classes = s.stats.snapshot().classes
+                        for (i, n) in classes.enumerated() {
+                            samples.append(MetricSample(labels: [("upstream", u.name), ("server", s.identity), ("code", "\(i + 1)xx")], value: Double(n)))
+                        }
+                    }
+                }
+            case .serverTransitions:
+                for u in input.runtime.upstreams {
+                    for s in u.servers {
+                        for state in ServerState.allCases {
+                            samples.append(MetricSample(labels: [("upstream", u.name), ("server", s.identity), ("to", state.name)],
+                                                        value: Double(s.health.transitions(to: state))))
+                        }
+                    }
+                }
+            case .upstreamDuration:
+                for u in input.runtime.upstreams {
+                    samples += histogramSamples(u.stats.snapshot(), labels: [("upstream", u.name)])
+                }
+            case .process(let value):
+                samples.append(MetricSample(labels: [], value: value(input)))
             }
             return MetricFamily(name: m.name, type: m.type, help: m.help, samples: samples)
         }
     }
 }
 
+extension Metrics {
+    /// A histogram's samples in the text format's order: cumulative `_bucket`s with `le` (the last `+Inf`), `_sum`,
+    /// `_count`. The count is the `+Inf` bucket, so the two agree even while workers add to the shards being read.
+    static func histogramSamples(_ s: RequestStats.Snapshot, labels: [(name: String, value: String)]) -> [MetricSample] {
+        var out: [MetricSample] = []
+        var cumulative = 0
+        for (i, n) in s.buckets.enumerated() {
+            cumulative += n
+            let le = i < RequestStats.bucketBounds.count ? MetricsText.format(RequestStats.bucketBounds[i]) : "+Inf"
+            out.append(MetricSample(suffix: "_bucket", labels: labels + [("le", le)], value: Double(cumulative)))
+        }
+        out.append(MetricSample(suffix: "_sum", labels: labels, value: s.sumSeconds))
+        out.append(MetricSample(suffix: "_count", labels: labels, value: Double(cumulative)))
+        return out
+    }
+}
+
 struct MetricSample {
+    /// Added to the family's name: `_bucket`, `_sum` and `_count` for a histogram's series; empty otherwise.
+    var suffix = ""
     var labels: [(name: String, value: String)]
     var value: Double
 }
@@ -128,7 +195,7 @@ enum MetricsText {
         for f in families {
             out += "# HELP \(f.name) \(escapeHelp(f.help))\n# TYPE \(f.name) \(f.type.rawValue)\n"
             for s in f.samples {
-                out += f.name
+                out += f.name + s.suffix
                 if !s.labels.isEmpty {
                     out += "{" + s.labels.map { "\($0.name)=\"\(escapeLabelValue($0.value))\"" }.joined(separator: ",") + "}"
                 }

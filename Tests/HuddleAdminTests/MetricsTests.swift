@@ -99,3 +99,53 @@ final class MetricsTests: XCTestCase {
         }
     }
 }
+
+final class MetricsHistogramAndClassesTests: XCTestCase {
+    func testHistogramSeriesAreCumulativeWithSumAndCount() {
+        let stats = RequestStats(shards: 2)
+        stats.record(worker: 0, status: 200, micros: 500)        // <= 0.001
+        stats.record(worker: 1, status: 200, micros: 3_000)      // <= 0.005
+        stats.record(worker: 0, status: 502, micros: 3_000)
+        stats.record(worker: 1, status: 204, micros: 60_000_000) // +Inf
+        stats.record(worker: 0, status: 101, micros: nil)        // a class, no duration
+        let text = MetricsText.render([MetricFamily(name: "huddle_d_seconds", type: .histogram, help: "d",
+                                                    samples: Metrics.histogramSamples(stats.snapshot(), labels: [("upstream", "u")]))])
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines[1], "# TYPE huddle_d_seconds histogram")
+        XCTAssertEqual(lines[2], "huddle_d_seconds_bucket{upstream=\"u\",le=\"0.001\"} 1")
+        XCTAssertEqual(lines[3], "huddle_d_seconds_bucket{upstream=\"u\",le=\"0.0025\"} 1")
+        XCTAssertEqual(lines[4], "huddle_d_seconds_bucket{upstream=\"u\",le=\"0.005\"} 3")
+        XCTAssertTrue(lines.contains("huddle_d_seconds_bucket{upstream=\"u\",le=\"10\"} 3"), text)
+        XCTAssertTrue(lines.contains("huddle_d_seconds_bucket{upstream=\"u\",le=\"+Inf\"} 4"), text)
+        XCTAssertEqual(lines.suffix(2), ["huddle_d_seconds_sum{upstream=\"u\"} 60.0065", "huddle_d_seconds_count{upstream=\"u\"} 4"])
+        XCTAssertEqual(stats.snapshot().classes, [1, 3, 0, 0, 1])
+    }
+
+    func testCollectRequestsByClassTransitionsAndProbes() throws {
+        let config = try ConfigParser.parse(text: """
+        upstream app { server 127.0.0.1:9 name=a; }
+        server { listen 127.0.0.1:1; route / { upstream app; } }
+        """, file: "t.conf")
+        let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { _ in })
+        let a = rt.upstreams[0].servers[0]
+        for _ in 0..<3 { a.stats.record(worker: 0, status: 200, micros: nil) }
+        a.stats.record(worker: 0, status: 502, micros: nil)
+        a.health.update(set: .draining, reason: "drain", nowWallMs: 1)
+        a.health.update(clear: .draining, reason: "enable", nowWallMs: 2)
+        a.health.update(set: .draining, reason: "drain", nowWallMs: 3)
+        let text = MetricsText.render(Metrics.collect(MetricsInput(runtime: rt, workers: [], nowMs: 0, reloads: (0, 0), healthProbes: 17)))
+        let lines = Set(text.split(separator: "\n").map(String.init))
+        for want in ["huddle_requests_total{upstream=\"app\",server=\"a\",code=\"2xx\"} 3",
+                     "huddle_requests_total{upstream=\"app\",server=\"a\",code=\"5xx\"} 1",
+                     "huddle_requests_total{upstream=\"app\",server=\"a\",code=\"1xx\"} 0",
+                     "huddle_health_transitions_total{upstream=\"app\",server=\"a\",to=\"draining\"} 2",
+                     "huddle_health_transitions_total{upstream=\"app\",server=\"a\",to=\"healthy\"} 1",
+                     "huddle_health_transitions_total{upstream=\"app\",server=\"a\",to=\"ejected\"} 0",
+                     "huddle_health_probes_total 17", "huddle_server_up{upstream=\"app\",server=\"a\"} 0",
+                     "huddle_server_tunnels{upstream=\"app\",server=\"a\"} 0",
+                     "huddle_request_duration_seconds_count{upstream=\"app\"} 0"] {
+            XCTAssertTrue(lines.contains(want), "missing \(want) in\n\(text)")
+        }
+        XCTAssertFalse(text.contains("migration"), "no metric for what does not exist yet")
+    }
+}

@@ -23,6 +23,18 @@ struct InFlightClaim: ~Copyable {
     deinit { server.inFlight.subtract(1, ordering: .relaxed) }
 }
 
+/// One tunnel's place in its server's tunnel count (shown by the admin port).
+struct ServerTunnelCount: ~Copyable {
+    let server: ServerRuntime
+
+    init(_ server: ServerRuntime) {
+        self.server = server
+        server.tunnels.add(1, ordering: .relaxed)
+    }
+
+    deinit { server.tunnels.subtract(1, ordering: .relaxed) }
+}
+
 /// One tunnel's membership of its group: the group stays pinned to `server` while it has members.
 struct GroupMembership: ~Copyable {
     let groups: GroupTable

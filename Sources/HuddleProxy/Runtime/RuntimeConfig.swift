@@ -26,6 +26,8 @@ public final class ServerRuntime: Sendable {
     public let inFlight = Atomic<Int>(0)
     /// Open upstream connections in use (requests and tunnels): the load that bounded-load placement compares.
     public let activeConnections = Atomic<Int>(0)
+    /// Open tunnels (upgraded connections) to this server: a subset of `activeConnections` (admin port and dashboard).
+    public let tunnels = Atomic<Int>(0)
     public let requestsTotal = Atomic<Int>(0)
     public let failuresTotal = Atomic<Int>(0)
     /// Exponentially weighted moving average of response latency, microseconds.

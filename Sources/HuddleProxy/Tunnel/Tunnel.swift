@@ -40,6 +40,7 @@ final class Tunnel<Net: Network> {
     private var link: UpstreamLink?
     private var membership: GroupMembership?
     private var counted: CountToken?
+    private var serverCounted: ServerTunnelCount?
     let server: ServerRuntime
     private var toServer = TunnelDirection()
     private var toClient = TunnelDirection()
@@ -61,6 +62,7 @@ final class Tunnel<Net: Network> {
         self.link = consume link
         self.membership = consume membership
         counted = CountToken(client.worker.counters, .tunnels)
+        serverCounted = ServerTunnelCount(server)
         self.headOut = consume headOut
         self.serverEarly = consume serverEarly
         self.clientEarly = consume clientEarly
