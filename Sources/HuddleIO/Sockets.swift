@@ -4,7 +4,7 @@ import HuddleSys
 
 public enum Sockets {
     /// A non-blocking listening socket. `reusePort` lets every worker bind the same address and the kernel spread accepts.
-    public static func listen(on address: SocketAddress, reusePort: Bool, backlog: Int32 = 4096) throws(Errno) -> Int32 {
+    public static func listen(on address: SocketAddress, reusePort: Bool, backlog: Int32 = 4096, deferAccept: Bool = false) throws(Errno) -> Int32 {
         let fd = try Sys.socket(family: address.family)
         do {
             try Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
@@ -12,6 +12,10 @@ public enum Sockets {
             if address.family == AF_INET6 { try? Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1) }
             // Accepted sockets inherit TCP_NODELAY from their listener on Linux: set once here, not per accept.
             try? Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+            // Wake the listener only once a client has sent something (as nginx's "deferred"): the first read after
+            // accept then finds the request (or the TLS ClientHello) instead of EAGAIN. A client that connects and
+            // sends nothing waits in the kernel (up to a few retransmits) before Huddle sees it.
+            if deferAccept { try? Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_DEFER_ACCEPT, value: 1) }
             try Sys.bind(fd, address)
             try Sys.listen(fd, backlog: backlog)
         } catch {

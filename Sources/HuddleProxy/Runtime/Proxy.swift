@@ -135,7 +135,7 @@ public final class Proxy: @unchecked Sendable {
                 for (li, addr) in b.listenAddresses.enumerated() where only?.contains(addr.description) ?? true {
                     for w in 0..<n {
                         do {
-                            let fd = try Sockets.listen(on: addr, reusePort: true)
+                            let fd = try Sockets.listen(on: addr, reusePort: true, deferAccept: true)
                             fdsPerWorker[w].append((fd, addr.description))
                         } catch {
                             let loc = b.config.listens[li].location

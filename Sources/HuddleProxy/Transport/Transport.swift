@@ -68,7 +68,7 @@ public struct SocketTransport: Transport {
     @inline(__always) public var spliceFD: Int32? { tls == nil ? fd : nil }
     @inline(__always) public func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         if let t = tls { return try t.read(buffer, count) }
-        return try Sys.read(fd, buffer, count)
+        return try Sys.recv(fd, buffer, count)
     }
     @inline(__always) public func write(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         if let t = tls { return try t.write(buffer, count) }

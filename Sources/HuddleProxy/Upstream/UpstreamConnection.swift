@@ -37,6 +37,7 @@ final class UpstreamConnection<Net: Network>: TimerNode, EventHandler {
 
     var isClosed: Bool { owner == nil }
 
+    @_specialize(where Net == SocketNetwork)
     func handleEvent(_ events: UInt32) {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { canRead = true }
         if events & (Events.readHangup | Events.hangup | Events.error) != 0 { sawHangup = true }
@@ -59,6 +60,7 @@ final class UpstreamConnection<Net: Network>: TimerNode, EventHandler {
     }
 
     /// Pool idle timeout.
+    @_specialize(where Net == SocketNetwork)
     override func timerFired(now: Int64) {
         if user == nil { worker.upstreamPool.discard(self) }
     }
@@ -80,6 +82,7 @@ protocol LinkedConnection: AnyObject {
 }
 
 extension UpstreamConnection: LinkedConnection {
+    @_specialize(where Net == SocketNetwork)
     func linkEnded(recycle: Bool) {
         server.activeConnections.subtract(1, ordering: .relaxed)
         user = nil

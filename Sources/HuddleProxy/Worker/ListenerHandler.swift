@@ -24,11 +24,13 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
         super.init()
     }
 
+    @_specialize(where Net == SocketNetwork)
     func handleEvent(_ events: UInt32) {
         if !paused { acceptLoop() }
     }
 
     /// End of an accept pause (descriptor exhaustion).
+    @_specialize(where Net == SocketNetwork)
     override func timerFired(now: Int64) {
         paused = false
         acceptLoop()

@@ -49,11 +49,16 @@ public final class Worker<Net: Network>: @unchecked Sendable {
         let log = accessLog
         loop.addEndOfTurnHook { [unowned self] in
             log.flush()
-            if self.acceptResumePending { self.resumeAccepting() }
-            self.publishStats()
+            self.endOfTurn()
         }
         housekeeping = WorkerHousekeeping(worker: self)
         loop.timers.schedule(housekeeping!, at: loop.now + 1000)
+        publishStats()
+    }
+
+    @_specialize(where Net == SocketNetwork)
+    func endOfTurn() {
+        if acceptResumePending { resumeAccepting() }
         publishStats()
     }
 
@@ -171,6 +176,7 @@ final class WorkerHousekeeping<Net: Network>: TimerNode {
         self.worker = worker
         super.init()
     }
+    @_specialize(where Net == SocketNetwork)
     override func timerFired(now: Int64) {
         worker.loop.buffers.trim(keep: 32)
         worker.loop.pipes.trim(keep: 8)
