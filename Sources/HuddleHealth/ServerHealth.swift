@@ -30,6 +30,8 @@ public final class ServerHealth: @unchecked Sendable {
     /// Failures in a row seen on real traffic (connect failures, resets, timeouts, 5xx with on_5xx): workers add,
     /// a success clears.
     public let consecutiveFailures = Atomic<Int>(0)
+    /// When the latest of those failures happened (monotonic ms): the balancer's penalty fades from there.
+    private let lastFailureMs = Atomic<Int64>(0)
     private let ejectedUntilMs = Atomic<Int64>(0)
     private let ejectionCount = Atomic<Int>(0)
     private let lastEjectionEndMs = Atomic<Int64>(0)
@@ -122,10 +124,26 @@ public final class ServerHealth: @unchecked Sendable {
 
     /// A request to this server failed (`cause` says how). With passive health on, enough failures in a row eject it.
     public func recordFailure(cause: String, nowMs: Int64, nowWallMs: Int64) {
+        lastFailureMs.store(nowMs, ordering: .relaxed)
         let n = consecutiveFailures.add(1, ordering: .relaxed).newValue
         guard let g = group.withLock({ $0 }), let policy = g.policy, n >= policy.failures, !flags.contains(.ejected) else { return }
         g.eject(self, failures: n, cause: cause, policy: policy, nowMs: nowMs, nowWallMs: nowWallMs)
     }
+
+    /// How many in-flight requests the failure streak is worth to p2c: 4 per failure in a row (at most 16 failures),
+    /// halved for every `penaltyHalfLifeMs` since the latest failure, so 0 at most 3.5 s after it. A failing server
+    /// loses picks at once, but is tried again once the penalty has faded: a server that is never picked can never
+    /// show a success (which ends the streak) or enough failures to be ejected, and a fixed penalty would keep it out
+    /// of light traffic for good, even after it recovered. One relaxed load when there is no streak.
+    @inline(__always)
+    public func failurePenalty(nowMs: Int64) -> Int {
+        let n = consecutiveFailures.load(ordering: .relaxed)
+        if n == 0 { return 0 }
+        let halvings = max(0, nowMs - lastFailureMs.load(ordering: .relaxed)) / Self.penaltyHalfLifeMs
+        return halvings >= 7 ? 0 : (4 * min(n, 16)) >> Int(halvings)
+    }
+
+    public static let penaltyHalfLifeMs: Int64 = 500
 
     /// Called by the upstream group under its lock.
     fileprivate func beginEjection(failures: Int, cause: String, policy: EjectionPolicy, nowMs: Int64, nowWallMs: Int64) {

@@ -51,9 +51,10 @@ public final class ServerRuntime: Sendable {
     /// Whether members of a group already pinned here may still join it (also while draining).
     @inline(__always) public var keepsGroups: Bool { health.flags.keepsGroups && address != nil }
     /// The load p2c compares: requests in flight, plus a penalty for a failure streak, so a server that fails fast
-    /// does not look idle and attract traffic before passive health ejects it.
-    @inline(__always) public var balancingLoad: Int {
-        inFlight.load(ordering: .relaxed) + 4 * min(health.consecutiveFailures.load(ordering: .relaxed), 16)
+    /// does not look idle and attract traffic before passive health ejects it. The penalty fades within seconds of
+    /// the last failure (`ServerHealth.failurePenalty`), so the server is tried again.
+    @inline(__always) public func balancingLoad(nowMs: Int64) -> Int {
+        inFlight.load(ordering: .relaxed) + health.failurePenalty(nowMs: nowMs)
     }
 
     func recordLatency(micros: Int) {

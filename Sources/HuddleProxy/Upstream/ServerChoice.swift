@@ -54,7 +54,7 @@ struct ServerChoice: ~Copyable {
         case .roundRobin:
             picked = roundRobin.pick(isEligible: { eligible(servers[$0]) })
         default:
-            picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) }, load: { servers[$0].balancingLoad })
+            picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) }, load: { servers[$0].balancingLoad(nowMs: nowMs) })
         }
         guard let i = picked else { return nil }
         return ServerChoice(server: servers[i], membership: nil)
