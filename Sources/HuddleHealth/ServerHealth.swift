@@ -170,9 +170,19 @@ public final class UpstreamHealth: @unchecked Sendable {
     // SAFETY: `state` is only touched under its lock.
     private let state = Locked<(members: [ServerHealth], policy: EjectionPolicy?, refusedLoggedMs: Int64)>(([], nil, -1_000_000))
     private let onRefused: @Sendable (String) -> Void
+    /// Told of every ejection this upstream decides (see `onEjection`).
+    private let ejectionListener = Locked<(@Sendable () -> Void)?>(nil)
 
     public init(onRefused: @escaping @Sendable (String) -> Void) {
         self.onRefused = onRefused
+    }
+
+    /// `listener` is called (on the reporting worker's thread, no lock held) after every ejection, whatever the
+    /// server's visible state: the health driver schedules the ejection's end from it. The transition observer alone
+    /// is not enough: ejecting a draining (or disabled) server changes no visible state, reports no transition, and
+    /// its ejection would then never end.
+    public func onEjection(_ listener: (@Sendable () -> Void)?) {
+        ejectionListener.withLock { $0 = listener }
     }
 
     public var policy: EjectionPolicy? { state.withLock { $0.policy } }
@@ -188,6 +198,7 @@ public final class UpstreamHealth: @unchecked Sendable {
 
     fileprivate func eject(_ s: ServerHealth, failures: Int, cause: String, policy: EjectionPolicy, nowMs: Int64, nowWallMs: Int64) {
         var refused: String? = nil
+        var didEject = false
         state.withLock { st in
             guard !s.flags.contains(.ejected) else { return }
             let ejected = st.members.filter { $0.flags.contains(.ejected) }.count
@@ -201,7 +212,9 @@ public final class UpstreamHealth: @unchecked Sendable {
                 return
             }
             s.beginEjection(failures: failures, cause: cause, policy: policy, nowMs: nowMs, nowWallMs: nowWallMs)
+            didEject = true
         }
         if let r = refused { onRefused(r) }
+        if didEject, let listener = ejectionListener.withLock({ $0 }) { listener() }
     }
 }

@@ -31,6 +31,12 @@ public final class HealthDriver: TimerNode, @unchecked Sendable {
         let wall = Sys.wallClockMs()
         var targets: [ProbeTarget] = []
         for u in rt.upstreams {
+            // Every ejection wakes the control loop to schedule its end (also one that changes no visible state).
+            let loop = self.loop
+            u.health.onEjection { [weak self] in
+                guard let driver = self else { return }
+                loop.execute { driver.ejectionStarted() }
+            }
             for (s, sc) in zip(u.servers, u.config.servers) where sc.down != s.health.flags.contains(.disabled) {
                 if sc.down {
                     s.health.update(set: .disabled, reason: "marked down in the reloaded config", nowWallMs: wall)
@@ -54,7 +60,8 @@ public final class HealthDriver: TimerNode, @unchecked Sendable {
         sweep()
     }
 
-    /// A server was ejected (reported from a worker): make sure its ejection ends on time.
+    /// A server was ejected (reported from a worker through its upstream's `onEjection`): make sure its ejection ends
+    /// on time.
     func ejectionStarted() {
         sweep()
     }
