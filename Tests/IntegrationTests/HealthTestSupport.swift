@@ -92,6 +92,8 @@ struct Reply: CustomStringConvertible {
     var retryAfter: String?
     var body: String
     var seconds: Double
+    /// When the request was sent.
+    var started = Date()
     var description: String { "\(status) from \(backend ?? "huddle") in \(String(format: "%.3f", seconds)) s: \(body.prefix(120))" }
 }
 
@@ -124,10 +126,10 @@ class HealthTestCase: HuddleTestCase {
         let (_, bytes) = c.waitForClose()
         let seconds = Date().timeIntervalSince(t0)
         guard let r = ParsedResponse.parseAll(bytes).first else {
-            return Reply(status: 0, backend: nil, retryAfter: nil, body: bytes.text, seconds: seconds)
+            return Reply(status: 0, backend: nil, retryAfter: nil, body: bytes.text, seconds: seconds, started: t0)
         }
         return Reply(status: r.status, backend: r.value("X-Backend"), retryAfter: r.value("Retry-After"),
-                     body: String(decoding: r.body, as: UTF8.self), seconds: seconds)
+                     body: String(decoding: r.body, as: UTF8.self), seconds: seconds, started: t0)
     }
 
     /// Every server of every upstream from /api/backends: "upstream/name" -> its JSON object.
