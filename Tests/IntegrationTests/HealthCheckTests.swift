@@ -232,7 +232,7 @@ final class HealthCheckTests: HealthTestCase {
         let interval = 0.5
         let window = 5.0
         let list = try startBackends(["a", "b", "c"])
-        let h = try HuddleProcess(config: config(list, check: "health_check /healthz interval=500ms timeout=300ms;", workers: 10))
+        let h = try HuddleProcess(config: config(list, check: "health_check /healthz interval=500ms timeout=300ms host=probe.internal;", workers: 10))
         XCTAssertTrue(h.log.contains("huddle started: 10 worker(s)"), h.log)
         waitForFirstProbes(list)
         // The window starts at each backend's first probe (its own clock) and closes once a probe past its end came.
@@ -243,6 +243,7 @@ final class HealthCheckTests: HealthTestCase {
             XCTAssertTrue(Harness.waitFor(window + 5) { (b.counts()?.healthzTimes.last ?? 0) >= start + window },
                           "\(b.name): probes stopped")
             let times = b.counts()?.healthzTimes ?? []
+            XCTAssertEqual(Set(b.counts()?.healthzHosts ?? []), ["probe.internal"], "host= sets the probes' Host")
             let inWindow = times.filter { $0 >= start && $0 < start + window }
             let expected = window / interval
             let gaps = zip(inWindow.dropFirst(), inWindow).map { $0 - $1 }
@@ -295,6 +296,22 @@ final class HealthCheckTests: HealthTestCase {
         }
         XCTAssertTrue(served, "c got no traffic once healthy")
         XCTAssertEqual(transitions(h, "a").count + transitions(h, "b").count, 2, "a and b went healthy once each, at start")
+    }
+
+    /// Without initial=unhealthy a new server takes traffic before its first probe (its checks would fail: with
+    /// interval=10s and fall=2 the second failing probe is at least 9 s away).
+    func testServerAddedByReloadTakesTrafficBeforeItsFirstProbeByDefault() throws {
+        let list = try startBackends(["a"])
+        let c = try HealthBackend(name: "c", mode: "healthz-fail")
+        backends.append(c)
+        let check = "health_check /healthz interval=10s timeout=300ms rise=2 fall=2;"
+        let h = try HuddleProcess(config: config(list, check: check))
+        try reload(h, config(list + [c], check: check), generation: 2)
+        XCTAssertEqual(states(h)["c"], "healthy")
+        var served = false
+        for i in 0..<100 where !served { served = get(h, "/new/\(i)").backend == "c" }
+        XCTAssertTrue(served, "a new server waits for a probe though the check does not say initial=unhealthy")
+        XCTAssertEqual(states(h)["c"], "healthy")
     }
 
     // MARK: 10. health_check tcp
