@@ -90,11 +90,21 @@ public final class GroupTable: Sendable {
     public func join(
         key: [UInt8], keyHash: UInt64, nowMs: Int64, isUsable: (String) -> Bool, place: () -> String?
     ) -> Member? {
+        join(key: key, keyHash: keyHash, nowMs: nowMs, keepsPin: { server, _ in isUsable(server) }, place: place)
+    }
+
+    /// `join`, where whether a live or lingering group keeps its server may depend on the group's member count:
+    /// `keepsPin(server, members)` gets the members the group has now (0 while it lingers). A draining server keeps a
+    /// group only while the group has members there; this decides that under the shard lock, where no member can
+    /// join or leave in between.
+    public func join(
+        key: [UInt8], keyHash: UInt64, nowMs: Int64, keepsPin: (_ server: String, _ members: Int) -> Bool, place: () -> String?
+    ) -> Member? {
         let k = Key(hash: keyHash, bytes: key)
         return shard(for: keyHash).groups.withLock { groups -> Member? in
             var previous: String?
             if var entry = groups[k], entry.isAlive(at: nowMs) {
-                if isUsable(entry.server) {
+                if keepsPin(entry.server, entry.members) {
                     entry.members += 1
                     groups[k] = entry
                     return Member(server: entry.server, members: entry.members, isNewGroup: false)

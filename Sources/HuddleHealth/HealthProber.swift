@@ -308,7 +308,10 @@ final class Probe: TimerNode, EventHandler {
                 target.health.update(clear: .activeDown, reason: "health check passed \(counter.consecutiveSuccesses) times in a row (last: \(detail))", nowWallMs: wall)
             }
         }
-        if !stopped { loop.timers.schedule(self, at: loop.now + prober.nextDelay(target.spec.intervalMs)) }
+        // The next probe is due an interval after this one *started*: a probe that waits for its timeout does not
+        // stretch the cycle to interval + timeout, so `fall` failures take fall x interval (+ the last timeout), not
+        // fall x (interval + timeout). A probe that took longer than the interval is followed at once, never overlapped.
+        if !stopped { loop.timers.schedule(self, at: max(startedMs + prober.nextDelay(target.spec.intervalMs), loop.now + 1)) }
     }
 
     private func write(_ p: UnsafeRawPointer, _ n: Int) throws(Errno) -> IOResult<Int> {

@@ -30,6 +30,8 @@ public final class ServerHealth: @unchecked Sendable {
     /// Failures in a row seen on real traffic (connect failures, resets, timeouts, 5xx with on_5xx): workers add,
     /// a success clears.
     public let consecutiveFailures = Atomic<Int>(0)
+    /// When the latest of those failures happened (monotonic ms): the balancer's penalty fades from there.
+    private let lastFailureMs = Atomic<Int64>(0)
     private let ejectedUntilMs = Atomic<Int64>(0)
     private let ejectionCount = Atomic<Int>(0)
     private let lastEjectionEndMs = Atomic<Int64>(0)
@@ -122,10 +124,26 @@ public final class ServerHealth: @unchecked Sendable {
 
     /// A request to this server failed (`cause` says how). With passive health on, enough failures in a row eject it.
     public func recordFailure(cause: String, nowMs: Int64, nowWallMs: Int64) {
+        lastFailureMs.store(nowMs, ordering: .relaxed)
         let n = consecutiveFailures.add(1, ordering: .relaxed).newValue
         guard let g = group.withLock({ $0 }), let policy = g.policy, n >= policy.failures, !flags.contains(.ejected) else { return }
         g.eject(self, failures: n, cause: cause, policy: policy, nowMs: nowMs, nowWallMs: nowWallMs)
     }
+
+    /// How many in-flight requests the failure streak is worth to p2c: 4 per failure in a row (at most 16 failures),
+    /// halved for every `penaltyHalfLifeMs` since the latest failure, so 0 at most 3.5 s after it. A failing server
+    /// loses picks at once, but is tried again once the penalty has faded: a server that is never picked can never
+    /// show a success (which ends the streak) or enough failures to be ejected, and a fixed penalty would keep it out
+    /// of light traffic for good, even after it recovered. One relaxed load when there is no streak.
+    @inline(__always)
+    public func failurePenalty(nowMs: Int64) -> Int {
+        let n = consecutiveFailures.load(ordering: .relaxed)
+        if n == 0 { return 0 }
+        let halvings = max(0, nowMs - lastFailureMs.load(ordering: .relaxed)) / Self.penaltyHalfLifeMs
+        return halvings >= 7 ? 0 : (4 * min(n, 16)) >> Int(halvings)
+    }
+
+    public static let penaltyHalfLifeMs: Int64 = 500
 
     /// Called by the upstream group under its lock.
     fileprivate func beginEjection(failures: Int, cause: String, policy: EjectionPolicy, nowMs: Int64, nowWallMs: Int64) {
@@ -152,9 +170,19 @@ public final class UpstreamHealth: @unchecked Sendable {
     // SAFETY: `state` is only touched under its lock.
     private let state = Locked<(members: [ServerHealth], policy: EjectionPolicy?, refusedLoggedMs: Int64)>(([], nil, -1_000_000))
     private let onRefused: @Sendable (String) -> Void
+    /// Told of every ejection this upstream decides (see `onEjection`).
+    private let ejectionListener = Locked<(@Sendable () -> Void)?>(nil)
 
     public init(onRefused: @escaping @Sendable (String) -> Void) {
         self.onRefused = onRefused
+    }
+
+    /// `listener` is called (on the reporting worker's thread, no lock held) after every ejection, whatever the
+    /// server's visible state: the health driver schedules the ejection's end from it. The transition observer alone
+    /// is not enough: ejecting a draining (or disabled) server changes no visible state, reports no transition, and
+    /// its ejection would then never end.
+    public func onEjection(_ listener: (@Sendable () -> Void)?) {
+        ejectionListener.withLock { $0 = listener }
     }
 
     public var policy: EjectionPolicy? { state.withLock { $0.policy } }
@@ -170,6 +198,7 @@ public final class UpstreamHealth: @unchecked Sendable {
 
     fileprivate func eject(_ s: ServerHealth, failures: Int, cause: String, policy: EjectionPolicy, nowMs: Int64, nowWallMs: Int64) {
         var refused: String? = nil
+        var didEject = false
         state.withLock { st in
             guard !s.flags.contains(.ejected) else { return }
             let ejected = st.members.filter { $0.flags.contains(.ejected) }.count
@@ -183,7 +212,9 @@ public final class UpstreamHealth: @unchecked Sendable {
                 return
             }
             s.beginEjection(failures: failures, cause: cause, policy: policy, nowMs: nowMs, nowWallMs: nowWallMs)
+            didEject = true
         }
         if let r = refused { onRefused(r) }
+        if didEject, let listener = ejectionListener.withLock({ $0 }) { listener() }
     }
 }

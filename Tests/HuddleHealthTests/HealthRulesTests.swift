@@ -115,3 +115,26 @@ final class PassiveEjectionTests: XCTestCase {
         XCTAssertEqual(s[0].state, .unhealthy, "the active check's verdict shows once the ejection is over")
     }
 }
+
+final class FailurePenaltyTests: XCTestCase {
+    func testPenaltyGrowsWithTheStreakAndFadesAfterTheLastFailure() {
+        let s = ServerHealth(upstream: "u", server: "s", initial: [], nowWallMs: 0, observer: { _, _, _, _ in })
+        XCTAssertEqual(s.failurePenalty(nowMs: 0), 0)
+        s.recordFailure(cause: "x", nowMs: 1000, nowWallMs: 0)
+        XCTAssertEqual(s.failurePenalty(nowMs: 1000), 4)
+        s.recordFailure(cause: "x", nowMs: 1000, nowWallMs: 0)
+        XCTAssertEqual(s.failurePenalty(nowMs: 1000), 8)
+        XCTAssertEqual(s.failurePenalty(nowMs: 1499), 8)
+        XCTAssertEqual(s.failurePenalty(nowMs: 1500), 4, "halved after 500 ms")
+        XCTAssertEqual(s.failurePenalty(nowMs: 2000), 2)
+        XCTAssertEqual(s.failurePenalty(nowMs: 3000), 0, "gone: the server is tried again")
+        for _ in 0..<100 { s.recordFailure(cause: "x", nowMs: 5000, nowWallMs: 0) }
+        XCTAssertEqual(s.failurePenalty(nowMs: 5000), 64, "capped at 16 failures")
+        XCTAssertEqual(s.failurePenalty(nowMs: 8499), 1)
+        XCTAssertEqual(s.failurePenalty(nowMs: 8500), 0, "at most 3.5 s")
+        s.recordFailure(cause: "x", nowMs: 9000, nowWallMs: 0)
+        XCTAssertEqual(s.failurePenalty(nowMs: 9000), 64, "a new failure brings the whole streak back")
+        s.recordSuccess()
+        XCTAssertEqual(s.failurePenalty(nowMs: 9000), 0, "a success ends the streak")
+    }
+}

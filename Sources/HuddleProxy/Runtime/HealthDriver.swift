@@ -22,11 +22,34 @@ public final class HealthDriver: TimerNode, @unchecked Sendable {
 
     /// Probes exactly the servers of `rt` whose upstream has a health check (servers kept across a reload keep their
     /// probe and its counters).
+    ///
+    /// A server kept across a reload keeps its health object, so what the new config says about it is applied here:
+    /// `down` added or removed, and a health check removed (with no check left, nothing could ever clear the old
+    /// check's verdict, and the server would stay out for good).
     func apply(_ rt: RuntimeConfig) {
         runtime = rt
+        let wall = Sys.wallClockMs()
         var targets: [ProbeTarget] = []
         for u in rt.upstreams {
-            guard let c = u.config.healthCheck else { continue }
+            // Every ejection wakes the control loop to schedule its end (also one that changes no visible state).
+            let loop = self.loop
+            u.health.onEjection { [weak self] in
+                guard let driver = self else { return }
+                loop.execute { driver.ejectionStarted() }
+            }
+            for (s, sc) in zip(u.servers, u.config.servers) where sc.down != s.health.flags.contains(.disabled) {
+                if sc.down {
+                    s.health.update(set: .disabled, reason: "marked down in the reloaded config", nowWallMs: wall)
+                } else {
+                    s.health.update(clear: .disabled, reason: "no longer marked down in the reloaded config", nowWallMs: wall)
+                }
+            }
+            guard let c = u.config.healthCheck else {
+                for s in u.servers where s.health.flags.contains(.activeDown) {
+                    s.health.update(clear: .activeDown, reason: "health check removed from the config", nowWallMs: wall)
+                }
+                continue
+            }
             for s in u.servers {
                 let kind: ProbeSpec.Kind = c.path.map { .http(path: $0, host: c.host ?? s.addressText) } ?? .tcp
                 let spec = ProbeSpec(kind: kind, intervalMs: c.interval, timeoutMs: c.timeout, rise: c.rise, fall: c.fall, expect: c.expect,
@@ -38,7 +61,8 @@ public final class HealthDriver: TimerNode, @unchecked Sendable {
         sweep()
     }
 
-    /// A server was ejected (reported from a worker): make sure its ejection ends on time.
+    /// A server was ejected (reported from a worker through its upstream's `onEjection`): make sure its ejection ends
+    /// on time.
     func ejectionStarted() {
         sweep()
     }

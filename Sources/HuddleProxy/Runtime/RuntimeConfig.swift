@@ -58,10 +58,15 @@ public final class ServerRuntime: Sendable {
     @inline(__always) public var isAvailable: Bool { health.takesTraffic && address != nil }
     /// Whether members of a group already pinned here may still join it (also while draining).
     @inline(__always) public var keepsGroups: Bool { health.flags.keepsGroups && address != nil }
+    /// Whether a live or lingering group with `members` members stays pinned here: while the server takes traffic, or
+    /// while it drains and the group still has members on it (a draining server keeps its groups until their members
+    /// leave, not while they linger).
+    @inline(__always) public func keepsGroup(members: Int) -> Bool { isAvailable || (members > 0 && keepsGroups) }
     /// The load p2c compares: requests in flight, plus a penalty for a failure streak, so a server that fails fast
-    /// does not look idle and attract traffic before passive health ejects it.
-    @inline(__always) public var balancingLoad: Int {
-        inFlight.load(ordering: .relaxed) + 4 * min(health.consecutiveFailures.load(ordering: .relaxed), 16)
+    /// does not look idle and attract traffic before passive health ejects it. The penalty fades within seconds of
+    /// the last failure (`ServerHealth.failurePenalty`), so the server is tried again.
+    @inline(__always) public func balancingLoad(nowMs: Int64) -> Int {
+        inFlight.load(ordering: .relaxed) + health.failurePenalty(nowMs: nowMs)
     }
 
     func recordLatency(micros: Int) {
@@ -102,11 +107,12 @@ public final class UpstreamRuntime: Sendable {
         self.groups = groups
     }
 
-    /// Where a group key maps now: its live group's server if any, else the hash owner among available servers.
+    /// Where a group key maps now, by the rules `ServerChoice` places requests with: its live (or lingering) group's
+    /// server while that server keeps the group, else the hash owner among available servers.
     public func lookup(key: [UInt8], nowMs: Int64) -> ServerRuntime? {
         let h = StableHash.hash64(key)
         if let g = groups.lookup(key: key, keyHash: h, nowMs: nowMs),
-           let s = servers.first(where: { $0.identity == g.server }) {
+           let s = servers.first(where: { $0.identity == g.server }), s.keepsGroup(members: g.members) {
             return s
         }
         guard let i = hash.owner(keyHash: h, isEligible: { servers[$0].isAvailable }) else { return nil }

@@ -20,11 +20,12 @@ struct ServerChoice: ~Copyable {
             if upgrade {
                 // A tunnel joins its group: the first member places it, later members follow it.
                 let factor = u.config.hashBalanceFactor
-                // A live group keeps its server while that server keeps groups (healthy, or draining: the group stays
-                // whole until its members leave); a new or moved group goes only to a server that takes traffic.
-                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, isUsable: { id in
+                // A live group keeps its server while that server takes traffic, or drains with members of the group
+                // still on it (the group stays whole until its members leave); a new, lingering-on-a-draining-server
+                // or moved group goes only to a server that takes traffic.
+                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, keepsPin: { id, members in
                     guard let s = u.server(identity: id) else { return false }
-                    return s.keepsGroups && !excluded.contains(s.uid)
+                    return s.keepsGroup(members: members) && !excluded.contains(s.uid)
                 }, place: {
                     let i: Int?
                     if let f = factor {
@@ -43,7 +44,7 @@ struct ServerChoice: ~Copyable {
             }
             // A plain request with a key follows the live group if there is one, else the key's owner.
             if let g = u.groups.lookup(key: key, keyHash: keyHash, nowMs: nowMs),
-               let s = u.server(identity: g.server), s.keepsGroups, !excluded.contains(s.uid) {
+               let s = u.server(identity: g.server), s.keepsGroup(members: g.members), !excluded.contains(s.uid) {
                 return ServerChoice(server: s, membership: nil)
             }
             guard let i = u.hash.owner(keyHash: keyHash, isEligible: { eligible(servers[$0]) }) else { return nil }
@@ -54,7 +55,7 @@ struct ServerChoice: ~Copyable {
         case .roundRobin:
             picked = roundRobin.pick(isEligible: { eligible(servers[$0]) })
         default:
-            picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) }, load: { servers[$0].balancingLoad })
+            picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) }, load: { servers[$0].balancingLoad(nowMs: nowMs) })
         }
         guard let i = picked else { return nil }
         return ServerChoice(server: servers[i], membership: nil)
