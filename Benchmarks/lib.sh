@@ -11,7 +11,7 @@ BACKENDS=${BACKENDS:-2}
 PROXIES=${PROXIES:-"huddle haproxy nginx"}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 HAPROXY_BIN=${HAPROXY_BIN:-$(command -v haproxy || echo /usr/sbin/haproxy)}
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -95,6 +95,35 @@ cpu_ticks() {
     echo "$total"
 }
 
+# cpu_jiffies N: "busy total" clock ticks of CPU N since boot (/proc/stat). busy = user + nice + system + steal;
+# irq and softirq time are left out (with IRQ time accounting the loopback traffic of the benchmark lands there).
+cpu_jiffies() { awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print $2 + $3 + $4 + $9, t}' /proc/stat; }
+
+# Sets CHILD_TICKS to the ticks used by this shell's waited-for children (the load generators run through
+# run_load), from `times`. Call it directly, never in $(...) or a pipe: there it would see a subshell's children.
+child_ticks() {
+    times >"$OUT/.times"
+    CHILD_TICKS=$(awk -v t="$CLK_TCK" 'NR == 2 {
+        n = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); n += a[1] * 60 + a[2] } printf "%d\n", n * t + 0.5 }' "$OUT/.times")
+}
+
+# Noise figures for one run: how busy each CPU was with processes other than ours, in percent of the run.
+# noise_start before a run, noise_stop after; then NOISE0 (CPU of the proxies: all busy time minus the proxy
+# under test) and NOISE1 (CPU of the load: busy time minus the load generator and the backends). Approximate:
+# our own helper processes (sed, ps, perf) land in "other" too, and are small.
+noise_start() {
+    read -r N0B N0T < <(cpu_jiffies "$PROXY_CPU"); read -r N1B N1T < <(cpu_jiffies "$LOAD_CPU")
+    N_PX=$(cpu_ticks "$1"); child_ticks; N_CH=$CHILD_TICKS; N_BE=$(backend_ticks)
+}
+noise_stop() {
+    local b0 t0 b1 t1 px ch be
+    read -r b0 t0 < <(cpu_jiffies "$PROXY_CPU"); read -r b1 t1 < <(cpu_jiffies "$LOAD_CPU")
+    px=$(cpu_ticks "$1"); child_ticks; ch=$CHILD_TICKS; be=$(backend_ticks)
+    NOISE0=$(awk -v b=$((b0 - N0B)) -v t=$((t0 - N0T)) -v o=$((px - N_PX)) 'BEGIN {x = t ? (b - o) * 100 / t : 0; printf "%.0f", x < 0 ? 0 : x}')
+    NOISE1=$(awk -v b=$((b1 - N1B)) -v t=$((t1 - N1T)) -v o=$((ch - N_CH + be - N_BE)) 'BEGIN {x = t ? (b - o) * 100 / t : 0; printf "%.0f", x < 0 ? 0 : x}')
+}
+backend_ticks() { local p s=0; for p in "${BACKEND_PIDS[@]}"; do s=$((s + $(cpu_ticks "$p"))); done; echo "$s"; }
+
 # VmRSS in KiB, summed over the tree.
 rss_kb() {
     local total=0 p v
@@ -143,11 +172,12 @@ bench_cleanup() {
 # bench_start_backends BASE_PORT: BACKENDS processes on BASE_PORT+1.., pinned to LOAD_CPU.
 bench_start_backends() {
     local base=$1 i
-    BACKEND_PORTS=()
+    BACKEND_PORTS=() BACKEND_PIDS=()
     for i in $(seq 1 "$BACKENDS"); do
         BACKEND_PORTS+=($((base + i)))
         # shellcheck disable=SC2086
         bench_start "backend$i" "$LOAD_CPU" $BACKEND_CMD --listen "127.0.0.1:$((base + i))" --name "b$i" $BACKEND_ARGS
+        BACKEND_PIDS+=("$LAST_PID")
     done
     for i in "${BACKEND_PORTS[@]}"; do wait_port "$i" 20 || die "backend on port $i did not start; see $OUT/backend*.log"; done
 }
@@ -261,6 +291,127 @@ bench_start_proxies() {
         wait_port "${PROXY_PORT[$px]}" 20 || die "$px did not start listening on ${PROXY_PORT[$px]}; see $OUT/$px.log"
     done
 }
+
+# paired_report RUNS_TSV RATIOS_TSV LABELS FORMATS NRATIO
+# RUNS_TSV has a header line, then one line per run: round, proxy, then figures (columns 3..). The first
+# NRATIO figures (columns 3..NRATIO+2) are paired: for every round r and proxy p, x_r = p_r / haproxy_r.
+# LABELS and FORMATS (space-separated, one per figure column, printf formats) are for the table.
+# Prints every round (raw figures and that round's ratios), then per proxy the median of the per-round
+# ratios with their range, and the median of each raw figure for reference; writes every round with its
+# ratios to RATIOS_TSV. A ratio is "-" when HAProxy's figure for that round is missing or zero.
+paired_report() {
+    local runs=$1 out=$2 labels=$3 fmts=$4 nratio=$5
+    awk -F'\t' -v proxies="$PROXIES" -v ref=haproxy -v labels="$labels" -v fmts="$fmts" -v nm="$nratio" -v out="$out" '
+        function med(list, n,    i, j, t, a) {
+            if (n == 0) return "";
+            for (i = 1; i <= n; i++) a[i] = list[i] + 0;
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            lo = a[1]; hi = a[n];
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        NR == 1 { nf = NF; for (i = 1; i <= NF; i++) hdr[i] = $i; next }
+        {
+            if (!(($1) in seen)) { seen[$1] = 1; rounds[++nr] = $1 }
+            for (i = 3; i <= NF; i++) v[$1, $2, i] = $i
+            have[$1, $2] = 1
+        }
+        END {
+            np = split(proxies, px, " "); nl = split(labels, lab, " "); split(fmts, fmt, " ")
+            w = 10
+            printf "round\tproxy" > out
+            for (i = 3; i <= nf; i++) printf "\t%s", hdr[i] > out
+            for (m = 1; m <= nm; m++) printf "\tx_%s", hdr[m + 2] > out
+            printf "\n" > out
+            printf "Every round (figures of each run; x = proxy / HAProxy in the same round):\n"
+            printf "%-5s %-8s", "round", "proxy"
+            for (i = 3; i <= nf; i++) printf " %" w "s", (i - 2 <= nl ? lab[i - 2] : hdr[i])
+            printf " |"
+            for (m = 1; m <= nm; m++) printf " %" w "s", "x " lab[m]
+            printf "\n"
+            for (j = 1; j <= nr; j++) {
+                r = rounds[j]
+                for (k = 1; k <= np; k++) {
+                    p = px[k]
+                    if (!((r, p) in have)) continue
+                    printf "%-5s %-8s", r, p
+                    printf "%s\t%s", r, p > out
+                    for (i = 3; i <= nf; i++) {
+                        f = (i - 2 <= nl && fmt[i - 2] != "") ? fmt[i - 2] : "%s"
+                        s = v[r, p, i] == "-" ? "-" : sprintf(f, v[r, p, i]); printf " %" w "s", s; printf "\t%s", v[r, p, i] > out
+                        if (v[r, p, i] != "-") raw[p, i, ++nraw[p, i]] = v[r, p, i]
+                    }
+                    printf " |"
+                    for (m = 1; m <= nm; m++) {
+                        c = m + 2; b = v[r, ref, c] + 0
+                        if (((r, ref) in have) && b != 0 && v[r, p, c] != "-") {
+                            x = v[r, p, c] / b; cnt[p, m]++; rat[p, m, cnt[p, m]] = x
+                            printf " %" w "s", sprintf("%.3f", x); printf "\t%.4f", x > out
+                        } else { printf " %" w "s", "-"; printf "\t-" > out }
+                    }
+                    printf "\n"; printf "\n" > out
+                }
+            }
+            printf "\nMedian of the per-round ratios (proxy / HAProxy), [lowest..highest round]:\n"
+            printf "%-8s %6s", "proxy", "rounds"
+            for (m = 1; m <= nm; m++) printf " %20s", "x " lab[m]
+            printf "\n"
+            for (k = 1; k <= np; k++) {
+                p = px[k]; n = cnt[p, 1] + 0
+                printf "%-8s %6d", p, n
+                for (m = 1; m <= nm; m++) {
+                    delete l; n = cnt[p, m] + 0
+                    for (i = 1; i <= n; i++) l[i] = rat[p, m, i]
+                    if (n) { md = med(l, n); printf " %20s", sprintf("%.2f [%.2f..%.2f]", md, lo, hi) }
+                    else printf " %20s", "-"
+                }
+                printf "\n"
+            }
+            printf "\nMedian of each figure over the rounds (for reference; the ratios above are not ratios of these):\n"
+            printf "%-8s", "proxy"
+            for (i = 3; i <= nf; i++) printf " %" w "s", (i - 2 <= nl ? lab[i - 2] : hdr[i])
+            printf "\n"
+            for (k = 1; k <= np; k++) {
+                p = px[k]; printf "%-8s", p
+                for (i = 3; i <= nf; i++) {
+                    delete l; n = nraw[p, i] + 0
+                    for (j = 1; j <= n; j++) l[j] = raw[p, i, j]
+                    f = (i - 2 <= nl && fmt[i - 2] != "") ? fmt[i - 2] : "%s"
+                    printf " %" w "s", n ? sprintf(f, med(l, n)) : "-"
+                }
+                printf "\n"
+            }
+        }' "$runs"
+}
+
+# perf can count syscalls per process through tracepoints (perf_event_paranoid, tracefs); used to count
+# accepted client connections and backend connects without touching the proxies' configs.
+perf_tracepoints_work() {
+    command -v perf >/dev/null && perf stat -x, -e syscalls:sys_enter_connect -- true >/dev/null 2>&1
+}
+
+# conn_count_start PROXY OUTFILE: counts, in the proxy's processes (all threads present now), successful
+# accept/accept4 (client connections accepted) and connect calls (new backend connections), until
+# conn_count_stop. Note: while any syscall tracepoint is enabled, every syscall on the machine takes the
+# kernel's slower tracing path (a small, equal cost for all proxies).
+conn_count_start() {
+    local pids
+    pids=$(proc_tree "${PROXY_PID[$1]}" | paste -sd, -)
+    perf stat -x, -o "$2" -e syscalls:sys_exit_accept4 --filter 'ret >= 0' -e syscalls:sys_exit_accept --filter 'ret >= 0' \
+        -e syscalls:sys_enter_connect -p "$pids" >/dev/null 2>&1 &
+    COUNT_PID=$!
+    STARTED_PIDS+=("$COUNT_PID")
+    sleep 0.3 # perf attaches asynchronously
+}
+
+conn_count_stop() {
+    [ -n "${COUNT_PID:-}" ] || return 0
+    kill -INT "$COUNT_PID" 2>/dev/null || true
+    wait "$COUNT_PID" 2>/dev/null || true
+    COUNT_PID=
+}
+
+# perf_count FILE EVENT: the count of one event in a "perf stat -x," output file (0 when absent).
+perf_count() { awk -F, -v e="$2" '$3 == e {s += $1} END {print s + 0}' "$1" 2>/dev/null || echo 0; }
 
 # The median of the numbers on stdin (one per line).
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }

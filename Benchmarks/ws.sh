@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ws.sh: WebSocket benchmark of Huddle, HAProxy and nginx: (a) echo msgs/s and latency, (b) proxy memory per idle tunnel.
+# ws.sh: WebSocket benchmark of Huddle, HAProxy and nginx: (a) echo msgs/s and latency, paired per round, (b) proxy memory per idle tunnel.
 # Not for CI. Usage: Benchmarks/ws.sh   (env: ROUNDS DURATION WS_CONNS WS_SIZE IDLE_CONNS IDLE_RATE PARTS ...; see README.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -47,12 +47,10 @@ for px in $PROXIES; do
 done
 
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p"; }
-col() { awk -F'\t' -v p="$2" -v c="$3" '$2 == p {print $c}' "$1" | median; }
-have_haproxy() { [[ " $PROXIES " == *" haproxy "* ]]; }
 
 if [[ " $PARTS " == *" echo "* ]]; then
     ECHO=$OUT/echo-runs.tsv
-    printf 'round\tproxy\tmsgs_per_s\tp50_us\tp99_us\tcpu_us_per_msg\tmsgs\terrors\n' >"$ECHO"
+    printf 'round\tproxy\tmsgs_per_s\tp50_us\tp99_us\tcpu_us_per_msg\tmsgs\terrors\tslot\tcpu0_other_pct\tcpu1_other_pct\n' >"$ECHO"
     read -r -a order <<<"$PROXIES"
     n=${#order[@]}
     for round in $(seq 1 "$ROUNDS"); do
@@ -61,15 +59,17 @@ if [[ " $PARTS " == *" echo "* ]]; then
             f=$OUT/echo-round$round-$px.txt
             # CPU is sampled around the whole run (connect + 1s warm-up + window), so it is divided by
             # all messages echoed in that time; wsbench reports those as msgs_all.
+            noise_start "${PROXY_PID[$px]}"
             before=$(cpu_ticks "${PROXY_PID[$px]}")
             run_load "$f" taskset -c "$LOAD_CPU" timeout $((DURATION + 60)) "$WSBENCH" --port "${PROXY_PORT[$px]}" \
                 --path "$WS_PATH" -c "$WS_CONNS" -s "$WS_SIZE" -d "$DURATION" || die "wsbench against $px failed: $(cat "$f")"
             after=$(cpu_ticks "${PROXY_PID[$px]}")
+            noise_stop "${PROXY_PID[$px]}"
             rate=$(field msgs_per_sec <"$f"); p50=$(field p50_us <"$f"); p99=$(field p99_us <"$f")
             msgs=$(field msgs <"$f"); all=$(field msgs_all <"$f"); errs=$(field errors <"$f")
             cpu=$(awk -v d=$((after - before)) -v t="$CLK_TCK" -v m="$all" 'BEGIN {printf "%.2f", m ? d / t * 1e6 / m : 0}')
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$px" "$rate" "$p50" "$p99" "$cpu" "$msgs" "$errs" >>"$ECHO"
-            log "round $round $px: $rate msgs/s, p50 ${p50}us, p99 ${p99}us, ${cpu}us CPU/msg"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$px" "$rate" "$p50" "$p99" "$cpu" "$msgs" "$errs" $((k + 1)) "$NOISE0" "$NOISE1" >>"$ECHO"
+            log "round $round $px: $rate msgs/s, p50 ${p50}us, p99 ${p99}us, ${cpu}us CPU/msg; other load: CPU $PROXY_CPU ${NOISE0}%, CPU $LOAD_CPU ${NOISE1}%"
         done
     done
 fi
@@ -121,18 +121,11 @@ fi
 {
     bench_info
     if [[ " $PARTS " == *" echo "* ]]; then
-        echo "WebSocket echo: $WS_CONNS connections, $WS_SIZE-byte messages, closed loop, ${DURATION}s, median of $ROUNDS rounds"
-        echo "proxy on CPU $PROXY_CPU (1 worker), wsbench and $BACKENDS backends on CPU $LOAD_CPU; ratios are proxy / HAProxy"
-        printf '%-8s %10s %8s %8s %11s %7s | %9s %9s %9s %10s\n' proxy msgs/s p50_us p99_us cpu_us/msg errors 'x msgs/s' 'x p50' 'x p99' 'x cpu/msg'
-        for px in $PROXIES; do
-            rate=$(col "$ECHO" "$px" 3); p50=$(col "$ECHO" "$px" 4); p99=$(col "$ECHO" "$px" 5); cpu=$(col "$ECHO" "$px" 6)
-            errs=$(awk -F'\t' -v p="$px" '$2 == p {s += $8} END {print s + 0}' "$ECHO")
-            if have_haproxy; then
-                r1=$(ratio "$rate" "$(col "$ECHO" haproxy 3)"); r2=$(ratio "$p50" "$(col "$ECHO" haproxy 4)")
-                r3=$(ratio "$p99" "$(col "$ECHO" haproxy 5)"); r4=$(ratio "$cpu" "$(col "$ECHO" haproxy 6)")
-            else r1=-; r2=-; r3=-; r4=-; fi
-            printf '%-8s %10.0f %8.0f %8.0f %11.2f %7s | %9s %9s %9s %10s\n' "$px" "$rate" "$p50" "$p99" "$cpu" "$errs" "$r1" "$r2" "$r3" "$r4"
-        done
+        echo "WebSocket echo: $WS_CONNS connections, $WS_SIZE-byte messages, closed loop, ${DURATION}s, $ROUNDS rounds in rotated order"
+        echo "proxy on CPU $PROXY_CPU (1 worker), wsbench and $BACKENDS backends on CPU $LOAD_CPU; slot = position in the round"
+        echo "other0%/other1% = how busy CPU $PROXY_CPU / CPU $LOAD_CPU were with other processes (not the proxy under test / not wsbench and the backends)"
+        echo
+        paired_report "$ECHO" "$OUT/ratios.tsv" "msgs/s p50_us p99_us cpu_us/msg msgs errors slot other0% other1%" "%.0f %.0f %.0f %.2f %d %d %d %d %d" 4
         echo
     fi
     if [[ " $PARTS " == *" idle "* ]]; then
