@@ -166,6 +166,8 @@ let frames: [(String, [UInt8])] = [
     ("control-fragmented", frame(0x09, [])),
     ("length-msb-set", [0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 5] + hello),
     ("length-huge", [0x82, 0x7F, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0] + hello),
+    // Found by this target: with maxPayloadLength Int.max, header + 2^63-1 overflowed (fixed in the decoder).
+    ("regress-unlimited-length-overflow", [0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
 ]
 for (name, bytes) in frames { write("websocket-frames", name, bytes) }
 

@@ -126,11 +126,11 @@ func fnv1a(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
 
 /// Ways to cut `count` bytes into consecutive deliveries, as increasing end offsets ending at `count`
 /// (byte by byte is separate: callers run it themselves). Derived from the input: halves, cuts around every
-/// CR and LF (where line-oriented parsers resume), and two pseudo-random splits seeded by the content.
+/// CR and LF (where line-oriented parsers resume), and a pseudo-random split seeded by the content.
 func splitPlans(_ bytes: UnsafeRawBufferPointer) -> [[Int]] {
     let count = bytes.count
     guard count > 1 else { return [] }
-    var plans: [[Int]] = [[count / 2, count], [1, count - 1, count]]
+    var plans: [[Int]] = [[count / 2, count]]
     var aroundLines: [Int] = []
     for i in 0..<count where bytes[i] == 0x0D || bytes[i] == 0x0A {
         if i > 0, aroundLines.last != i { aroundLines.append(i) }
@@ -139,16 +139,14 @@ func splitPlans(_ bytes: UnsafeRawBufferPointer) -> [[Int]] {
     aroundLines.append(count)
     plans.append(aroundLines)
     var rng = SplitMix(seed: fnv1a(bytes))
-    for _ in 0..<2 {
-        var cuts: [Int] = []
-        var at = 0
-        let step = 1 + rng.below(max(1, count / 3))
-        while at < count {
-            at = min(count, at + 1 + rng.below(step))
-            cuts.append(at)
-        }
-        plans.append(cuts)
+    var cuts: [Int] = []
+    var at = 0
+    let step = 1 + rng.below(max(1, count / 3))
+    while at < count {
+        at = min(count, at + 1 + rng.below(step))
+        cuts.append(at)
     }
+    plans.append(cuts)
     return plans.map { plan in
         var out: [Int] = []
         for c in plan where c > 0 && c <= count && (out.last ?? 0) < c { out.append(c) }

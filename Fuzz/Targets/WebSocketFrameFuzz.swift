@@ -2,7 +2,8 @@
 //
 // The input is a byte stream from a peer. With the default and a tight (input-derived) maximum payload:
 // - feeding it whole, byte by byte and in input-derived pieces (each piece ASan-fenced) yields the same frames
-//   and the same final state (needs more, or the same error);
+//   and the same final state (needs more, or the same error); with no maximum (Int.max) the decoder must not
+//   crash and must agree with the default up to a frame the default refuses as too large;
 // - every decoded frame matches a reference reading of its header in the raw bytes (FIN, opcode, mask bit,
 //   7/16/64-bit length, payload unmasked with its key); control frames are final and at most 125 bytes; no
 //   reserved bits or opcodes; nothing over the maximum;
@@ -40,6 +41,17 @@ func decode(_ maxPayload: Int, _ buf: ExactBytes, _ ends: [Int]) -> DecodeOutcom
         }
     }
     return DecodeOutcome(frames: frames, end: .needMore)
+}
+
+/// Byte by byte and the split plans give `whole`; the frames match the raw bytes. Returns the frame ends.
+func checkDeliveries(_ maxPayload: Int, _ buf: ExactBytes, _ plans: [[Int]], whole: DecodeOutcome) -> [Int] {
+    let bytewise = decode(maxPayload, buf, byteByByte(buf.count))
+    require(bytewise == whole, "byte by byte: \(bytewise.frames.count) frames, \(bytewise.end); whole: \(whole.frames.count), \(whole.end)")
+    for plan in plans {
+        let split = decode(maxPayload, buf, plan)
+        require(split == whole, "split \(plan): \(split.frames.count) frames, \(split.end); whole: \(whole.frames.count), \(whole.end)")
+    }
+    return checkAgainstRawBytes(buf.prefix(buf.count), whole.frames, maxPayload: maxPayload)
 }
 
 /// Reads frame headers from the raw bytes and checks each decoded frame against them; returns the frame ends.
@@ -118,27 +130,27 @@ public func webSocketFrameFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
     let buf = ExactBytes(input)
     var rng = SplitMix(seed: fnv1a(input))
     let plans = splitPlans(input)
-    var frameEnds: [Int] = []
-    for maxPayload in [16 << 20, rng.below(200)] {
-        let whole = decode(maxPayload, buf, [size])
-        let bytewise = decode(maxPayload, buf, byteByByte(size))
-        require(bytewise == whole, "byte by byte: \(bytewise.frames.count) frames, \(bytewise.end); whole: \(whole.frames.count), \(whole.end)")
-        for plan in plans {
-            let split = decode(maxPayload, buf, plan)
-            require(split == whole, "split \(plan): \(split.frames.count) frames, \(split.end); whole: \(whole.frames.count), \(whole.end)")
-        }
-        let ends = checkAgainstRawBytes(buf.prefix(size), whole.frames, maxPayload: maxPayload)
-        if maxPayload == 16 << 20 { frameEnds = ends }
-
-        for frame in whole.frames {
-            let key: UInt32? = frame.wasMasked ? UInt32(truncatingIfNeeded: rng.next()) : nil
-            let wire = WebSocketFrame.encode(opcode: frame.opcode, payload: frame.payload, fin: frame.fin, maskKey: key)
-            let n = frame.payload.count
-            let header = 2 + (n < 126 ? 0 : n <= 0xFFFF ? 2 : 8) + (key == nil ? 0 : 4)
-            require(wire.count == header + n, "encoded frame of \(n) bytes is \(wire.count) long")
-            let again = decode(maxPayload, ExactBytes.make(wire), [wire.count])
-            require(again == DecodeOutcome(frames: [frame], end: .needMore), "re-encoded frame decodes to \(again)")
-        }
+    // The default maximum gets every check; a tight (input-derived) one every delivery; none at all (Int.max) must
+    // agree with the default, except that the default may refuse a frame as too large where it waits for more.
+    let whole = decode(16 << 20, buf, [size])
+    let frameEnds = checkDeliveries(16 << 20, buf, plans, whole: whole)
+    for frame in whole.frames {
+        let key: UInt32? = frame.wasMasked ? UInt32(truncatingIfNeeded: rng.next()) : nil
+        let wire = WebSocketFrame.encode(opcode: frame.opcode, payload: frame.payload, fin: frame.fin, maskKey: key)
+        let n = frame.payload.count
+        let header = 2 + (n < 126 ? 0 : n <= 0xFFFF ? 2 : 8) + (key == nil ? 0 : 4)
+        require(wire.count == header + n, "encoded frame of \(n) bytes is \(wire.count) long")
+        let again = decode(16 << 20, ExactBytes.make(wire), [wire.count])
+        require(again == DecodeOutcome(frames: [frame], end: .needMore), "re-encoded frame decodes to \(again)")
+    }
+    let tight = rng.below(200)
+    _ = checkDeliveries(tight, buf, plans, whole: decode(tight, buf, [size]))
+    let unlimited = decode(Int.max, buf, [size])
+    _ = checkAgainstRawBytes(buf.prefix(size), unlimited.frames, maxPayload: Int.max)
+    if whole.end == .error(.frameTooLarge) {
+        require(Array(unlimited.frames.prefix(whole.frames.count)) == whole.frames, "no maximum changed earlier frames")
+    } else {
+        require(unlimited == whole, "no maximum: \(unlimited.frames.count) frames, \(unlimited.end); default: \(whole.frames.count), \(whole.end)")
     }
 
     // Boundary tracker: the same state however the stream is delivered and whether payload is skipped.
