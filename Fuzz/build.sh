@@ -92,7 +92,7 @@ build_target() {
   mkdir -p "$OUT/objs/$name"
   # shellcheck disable=SC2046
   if "$SWIFTC" "${flags[@]}" $(coverage_for "$name") "${link_flags[@]}" -module-name "$module" -I "$MODS" -L "$MODS" -l"$mod" \
-       -emit-module -emit-module-path "$OUT/objs/$name/$module.swiftmodule" \
+       -emit-executable -emit-module-path "$OUT/objs/$name/$module.swiftmodule" \
        "${srcs[@]}" -o "$OUT/$name.tmp" >"$OUT/logs/$name.log" 2>&1; then
     mv "$OUT/$name.tmp" "$OUT/$name"
     echo "  $name: built in $((SECONDS - start))s"
