@@ -58,8 +58,10 @@ public struct WebSocketFrameDecoder: Sendable {
         }
         if length > UInt64(maxPayloadLength) { throw .frameTooLarge }
         let payloadStart = readIndex + headerLength + (masked ? 4 : 0)
-        let total = payloadStart - readIndex + Int(length)
-        guard available >= total else { return nil }
+        // Compared before adding: with no real maximum (Int.max) header + length could overflow.
+        let headerBytes = payloadStart - readIndex
+        guard available >= headerBytes, UInt64(available - headerBytes) >= length else { return nil }
+        let total = headerBytes + Int(length)
         var payload = Array(buffer[payloadStart..<(payloadStart + Int(length))])
         if masked {
             let keyStart = readIndex + headerLength

@@ -134,6 +134,23 @@ final class WebSocketTests: XCTestCase {
         }
     }
 
+    /// Found by Fuzz/Targets/WebSocketFrameFuzz.swift: with no maximum (`Int.max`), a 63-bit length plus the
+    /// header length overflowed Int and trapped instead of waiting for the payload.
+    func testHugeLengthWithoutMaximumWaitsForMoreInsteadOfOverflowing() throws {
+        for header: [UInt8] in [[0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+                                [0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF8, 1, 2, 3, 4]] {
+            var decoder = WebSocketFrameDecoder(maxPayloadLength: .max)
+            decoder.feed(header + [0xAB, 0xCD])
+            XCTAssertNil(try decoder.nextFrame(), "\(header)")
+        }
+        // Still refused when a maximum is set.
+        var bounded = WebSocketFrameDecoder()
+        bounded.feed([0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        XCTAssertThrowsError(try bounded.nextFrame()) { error in
+            XCTAssertEqual(error as? WebSocketFrameDecoder.DecodeError, .frameTooLarge)
+        }
+    }
+
     func testClosePayload() {
         XCTAssertEqual(WebSocketFrame.closePayload(code: 1001, reason: "bye"), [0x03, 0xE9, 0x62, 0x79, 0x65])
     }
