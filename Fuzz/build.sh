@@ -67,12 +67,36 @@ stale() {  # stale OUTPUT SOURCES...: true when OUTPUT is missing or older than 
   [ -n "${FUZZ_FORCE:-}" ] || [ ! -e "$out" ] || [ -n "$(find "$@" Fuzz/build.sh -newer "$out" 2>/dev/null)" ]
 }
 
+# HuddleConfig reads files through HuddleSys, which wraps the CHuddleLinux C shim: both are built first (without
+# coverage: they are not under test), and the shim gets a module map of its own here.
+build_sys() {
+  local srcs=(Sources/HuddleSys/*.swift Sources/CHuddleLinux/shim.c Sources/CHuddleLinux/include/CHuddleLinux.h)
+  if ! stale "$MODS/libHuddleSys.a" "${srcs[@]}"; then return 0; fi
+  mkdir -p "$MODS/CHuddleLinux"
+  printf 'module CHuddleLinux {\n    header "%s"\n    export *\n}\n' "$PWD/Sources/CHuddleLinux/include/CHuddleLinux.h" >"$MODS/CHuddleLinux/module.modulemap"
+  clang -O2 -fPIC -fsanitize=address -I Sources/CHuddleLinux/include -c Sources/CHuddleLinux/shim.c -o "$MODS/shim.o" >"$OUT/logs/CHuddleLinux.log" 2>&1 \
+    || { echo "  CHuddleLinux: BUILD FAILED"; cat "$OUT/logs/CHuddleLinux.log" >&2; return 1; }
+  if "$SWIFTC" -sanitize=address -parse-as-library "$OPT" -wmo -swift-version 6 -module-cache-path "$OUT/module-cache" \
+       -Xcc -fmodule-map-file="$MODS/CHuddleLinux/module.modulemap" -emit-library -static -emit-module -module-name HuddleSys \
+       -emit-module-path "$MODS/HuddleSys.swiftmodule" Sources/HuddleSys/*.swift -o "$MODS/libHuddleSys.a.tmp" >"$OUT/logs/HuddleSys.log" 2>&1; then
+    ar rcs "$MODS/libHuddleSys.a.tmp" "$MODS/shim.o"
+    mv "$MODS/libHuddleSys.a.tmp" "$MODS/libHuddleSys.a"
+  else
+    echo "  HuddleSys: BUILD FAILED (log: $OUT/logs/HuddleSys.log)"; cat "$OUT/logs/HuddleSys.log" >&2; return 1
+  fi
+}
+
 build_module() {
   local mod=$1 start=$SECONDS
   local srcs=(Sources/"$mod"/*.swift)
+  local extra=()
+  if [ "$mod" = HuddleConfig ]; then
+    build_sys || return 1
+    extra=(-I "$MODS" -Xcc -fmodule-map-file="$MODS/CHuddleLinux/module.modulemap")
+  fi
   if ! stale "$MODS/lib$mod.a" "${srcs[@]}"; then echo "  $mod: up to date"; return 0; fi
   # shellcheck disable=SC2046
-  if "$SWIFTC" "${flags[@]}" $(coverage_for "$mod") -emit-library -static -emit-module -module-name "$mod" \
+  if "$SWIFTC" "${flags[@]}" $(coverage_for "$mod") "${extra[@]}" -emit-library -static -emit-module -module-name "$mod" \
        -emit-module-path "$MODS/$mod.swiftmodule" "${srcs[@]}" -o "$MODS/lib$mod.a.tmp" >"$OUT/logs/$mod.log" 2>&1; then
     mv "$MODS/lib$mod.a.tmp" "$MODS/lib$mod.a"
     echo "  $mod: built in $((SECONDS - start))s"
@@ -91,7 +115,9 @@ build_target() {
   # (An explicit module path keeps swiftc from leaving <Module>-1.swiftmodule files in the working directory.)
   mkdir -p "$OUT/objs/$name"
   # shellcheck disable=SC2046
-  if "$SWIFTC" "${flags[@]}" $(coverage_for "$name") "${link_flags[@]}" -module-name "$module" -I "$MODS" -L "$MODS" -l"$mod" \
+  local sys=()
+  [ "$mod" != HuddleConfig ] || sys=(-lHuddleSys -Xcc -fmodule-map-file="$MODS/CHuddleLinux/module.modulemap")
+  if "$SWIFTC" "${flags[@]}" $(coverage_for "$name") "${link_flags[@]}" -module-name "$module" -I "$MODS" -L "$MODS" -l"$mod" "${sys[@]}" \
        -emit-executable -emit-module-path "$OUT/objs/$name/$module.swiftmodule" \
        "${srcs[@]}" -o "$OUT/$name.tmp" >"$OUT/logs/$name.log" 2>&1; then
     mv "$OUT/$name.tmp" "$OUT/$name"

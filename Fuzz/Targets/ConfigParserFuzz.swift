@@ -37,11 +37,12 @@ func describe(_ c: HuddleConfig) -> String {
         for s in u.servers {
             out += "  server \(s.address) \(s.weight) \(s.identity) \(s.resolve) \(s.backup) \(s.down) \(s.location)\n"
         }
-        if let h = u.healthCheck { out += "  health \(h.path) \(h.interval) \(h.timeout) \(h.rise) \(h.fall) \(h.expect)\n" }
-        if let p = u.passiveHealth { out += "  passive \(p.failures) \(p.ejection) \(p.maxEjectedPercent)\n" }
+        if let h = u.healthCheck { out += "  health \(String(describing: h.path)) \(h.host ?? "-") \(h.initiallyUnhealthy) \(h.interval) \(h.timeout) \(h.rise) \(h.fall) \(h.expect)\n" }
+        if let p = u.passiveHealth { out += "  passive \(p.failures) \(p.ejection) \(p.maxEjectedPercent) \(p.on5xx)\n" }
+        if let t = u.tls { out += "  tls \(t.verify) \(t.sni ?? "-") \(t.ca ?? "-") \(t.location)\n" }
     }
     for s in c.servers {
-        out += "server \(String(describing: s.tlsCertificate)) \(String(describing: s.tlsCertificateKey)) \(s.headerTimeout) "
+        out += "server \(s.tlsCertificates.map { "\($0.certificate) \($0.key) \($0.location)" }) \(s.tlsProtocols) \(s.tlsHandshakeTimeout) \(s.headerTimeout) "
             + "\(s.idleTimeout) \(s.tunnelIdleTimeout) \(s.maxHeaderSize) \(s.maxBodySize) \(s.gzip.enabled) \(s.gzip.minLength) \(s.location)\n"
         for l in s.listens { out += "  listen \(l.address) \(l.tls) \(l.location)\n" }
         for r in s.routes {
@@ -90,7 +91,7 @@ func checkAccepted(_ config: HuddleConfig) {
         let lengths = server.routes.map(\.prefix.utf8.count)
         require(lengths == lengths.sorted(by: >), "routes not sorted longest first: \(lengths)")
         if server.listens.contains(where: \.tls) {
-            require(server.tlsCertificate != nil && server.tlsCertificateKey != nil, "tls listener without certificate accepted")
+            require(!server.tlsCertificates.isEmpty, "tls listener without certificate accepted")
         }
     }
 }
