@@ -77,6 +77,7 @@ final class ExchangeHarness {
         XCTAssertEqual(worker.exchanges.outstanding, 0, "exchanges lent", file: file, line: line)
         XCTAssertEqual(worker.loop.buffers.outstanding, 0, "buffers lent", file: file, line: line)
         XCTAssertEqual(worker.loop.pipes.outstanding, 0, "pipes lent", file: file, line: line)
+        XCTAssertEqual(worker.gzipStreams.outstanding, 0, "zlib streams lent", file: file, line: line)
         for c in net.allConnections {
             XCTAssertLessThanOrEqual(c.proxyCloses, 1, "\(c.label) closed \(c.proxyCloses) times", file: file, line: line)
         }

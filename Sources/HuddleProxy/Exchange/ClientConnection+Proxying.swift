@@ -49,8 +49,15 @@ extension ClientConnection {
                     }
                 }
             }
-            // Response: backend -> client.
-            if !x.response.bodyDone || x.response.hasPendingOutput {
+            // Response: backend -> client (compressed: ClientConnection+Gzip.swift).
+            if x.response.gzip != nil {
+                switch gzipResponseStep(x, c) {
+                case .progress: progressed = true
+                case .blocked: break
+                case .ended: return true
+                }
+                if phase != .proxying { return true }
+            } else if !x.response.bodyDone || x.response.hasPendingOutput {
                 if x.response.hasPendingOutput && canWrite {
                     do {
                         if case .wouldBlock = try x.response.write(to: stream) {
@@ -143,7 +150,7 @@ extension ClientConnection {
         }
     }
 
-    private func readResponse(_ x: Exchange<Net>, _ c: UpstreamConnection<Net>) -> IOStep {
+    func readResponse(_ x: Exchange<Net>, _ c: UpstreamConnection<Net>) -> IOStep {
         if x.response.input == nil { x.response.input = loop.buffers.acquire() }
         if x.response.inputLeft == 0 && x.response.headDone { x.response.input.unwrapped.clear() }
         if x.response.input.unwrapped.writableCount == 0 {
@@ -220,16 +227,22 @@ extension ClientConnection {
             x.response.head.reset()
             return
         }
-        let plan = ResponsePlan.make(status: status, framing: x.response.head.bodyFraming(requestMethod: x.method),
+        let framing = x.response.head.bodyFraming(requestMethod: x.method)
+        // gzip server blocks only: decided once, here; the plain path never looks at it again.
+        let gzip = x.gzip.flatMap { gzipHeadEdit(x, $0, status: status, framing: framing) }
+        let plan = ResponsePlan.make(status: status, framing: framing,
                                      serverKeepAlive: x.response.head.keepAlive, clientKeepAlive: x.clientKeepAlive,
-                                     clientIsHTTP10: x.clientIsHTTP10, shuttingDown: worker.shuttingDown)
-        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers)
+                                     clientIsHTTP10: x.clientIsHTTP10, shuttingDown: worker.shuttingDown,
+                                     rechunked: gzip?.compress ?? false)
+        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers, gzip: gzip)
         x.response.status = status
         x.response.startBody(plan)
         if let s = x.upstream.server {
             s.recordLatency(micros: Int((Sys.monotonicNs() &- x.upstreamStartNs) / 1000))
         }
-        if !x.response.bodyDone && x.response.inputLeft > 0, let e = x.response.classifyBody() {
+        if x.response.gzip != nil {
+            if !x.response.bodyDone && x.response.inputLeft > 0 { x.response.classifyCompressedBody() }
+        } else if !x.response.bodyDone && x.response.inputLeft > 0, let e = x.response.classifyBody() {
             responseBodyMalformed(x, e)
         }
     }

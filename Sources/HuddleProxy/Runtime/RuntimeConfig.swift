@@ -143,11 +143,14 @@ public final class ServerBlockRuntime: Sendable {
     /// Longest prefix first.
     public let routes: [RouteRuntime]
     public let listenAddresses: [SocketAddress]
+    /// nil when gzip is off in this block.
+    public let gzip: GzipRuntime?
 
     init(config: ServerBlockConfig, routes: [RouteRuntime], listenAddresses: [SocketAddress]) {
         self.config = config
         self.routes = routes
         self.listenAddresses = listenAddresses
+        gzip = config.gzip.enabled ? GzipRuntime(config.gzip) : nil
     }
 
     /// Longest-prefix match over the request path bytes.

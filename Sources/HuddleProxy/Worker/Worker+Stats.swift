@@ -5,7 +5,8 @@ extension Worker {
     func publishStats() {
         published.publish(WorkerFigures(sessions: counters.clientConnections, tunnels: counters.tunnels, upstreamConnections: counters.upstreamConnections,
                                         buffersInUse: loop.buffers.outstanding, buffersCached: loop.buffers.cachedCount,
-                                        pipesInUse: loop.pipes.outstanding, pipesCached: loop.pipes.cachedCount),
+                                        pipesInUse: loop.pipes.outstanding, pipesCached: loop.pipes.cachedCount,
+                                        gzipStreamsInUse: gzipStreams.outstanding, gzipStreamsCached: gzipStreams.cachedCount),
                           atMs: loop.now, shuttingDown: shuttingDown)
     }
 }

@@ -20,6 +20,8 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     let counters = LoopCounters()
     /// Parsing and relay state lent to exchanges in progress.
     let exchanges = ExchangePool<Net>()
+    /// zlib deflate streams lent to responses while they are compressed.
+    let gzipStreams = GzipStreamPool()
     private(set) var upstreamPool: UpstreamPool<Net>!
     var acceptPausedForLimit = false
     /// A connection closed while accepting was paused at the limit: accepting resumes at the end of this loop turn
@@ -175,6 +177,8 @@ final class WorkerHousekeeping<Net: Network>: TimerNode {
         worker.loop.buffers.trim(keep: 32)
         worker.loop.pipes.trim(keep: 8)
         worker.exchanges.trim(keep: 32)
+        // A deflate stream holds ~270 KiB: keep few beyond what the last second's peak needed.
+        worker.gzipStreams.trim(keep: 2)
         worker.loop.timers.schedule(self, at: now + 1000)
     }
 }
