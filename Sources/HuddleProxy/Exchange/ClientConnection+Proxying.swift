@@ -175,7 +175,8 @@ extension ClientConnection {
         case .done(0):
             if x.response.headDone && x.response.framing == .untilClose {
                 x.response.bodyDone = true
-                x.response.closeClient = true
+                // Delimited by the close: so must the client's copy be, unless gzip delimits it with chunks.
+                if x.response.gzip == nil { x.response.closeClient = true }
                 x.response.upstreamReusable = false
                 return .progress
             }
