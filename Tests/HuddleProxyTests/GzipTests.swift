@@ -143,6 +143,8 @@ final class GzipPolicyTests: XCTestCase {
                        "ETag: W/\"x\"\r\nVary: accept-encoding\r\nContent-Encoding: gzip\r\n", "a weak ETag stays; a covering Vary is kept as it is")
         XCTAssertEqual(rewrite("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", GzipHeadEdit(compress: true, addVary: true)),
                        "Content-Type: text/plain\r\nVary: Accept-Encoding\r\nContent-Encoding: gzip\r\n")
+        XCTAssertEqual(rewrite("HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\n\r\n", GzipHeadEdit(compress: true, addVary: true)),
+                       "Vary: Accept-Encoding\r\nContent-Encoding: gzip\r\n", "identity gives way to gzip")
         XCTAssertEqual(rewrite("HTTP/1.1 200 OK\r\nVary:\r\nVary: Cookie\r\n\r\n", GzipHeadEdit(compress: false, addVary: true)),
                        "Vary: Accept-Encoding\r\nVary: Cookie\r\n", "appended to the first Vary once")
     }

@@ -39,6 +39,9 @@ extension ResponseRelay {
             case .acceptRanges where gzip.compress:
                 // Ranges of the compressed body are not offered (nginx drops the field too).
                 continue
+            case .contentEncoding where gzip.compress:
+                // Only `identity` can be here (an encoded body is never compressed): gzip replaces it.
+                continue
             case .etag where gzip.compress:
                 // The compressed body is not byte-identical to what the strong validator names: weaken it.
                 if !(value.count >= 2 && bytes[value.lowerBound] == UInt8(ascii: "W") && bytes[value.lowerBound + 1] == UInt8(ascii: "/")) {
