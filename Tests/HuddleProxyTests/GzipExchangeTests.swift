@@ -235,6 +235,39 @@ final class GzipExchangeTests: XCTestCase {
         h.assertAtRest()
     }
 
+    /// A connection compressing a long body lets the worker's other connections run between slices: a small
+    /// response asked for later is answered while the long one is still being compressed.
+    func testALongCompressionDoesNotHoldTheWorker() throws {
+        let h = try harness()
+        let a = h.client()
+        a.fromProxy.capacity = 1 << 30
+        a.send(get)
+        let ba = try XCTUnwrap(backendGotRequest(h, 0))
+        let body = GzipTesting.jsonLike(4_000_000)
+        let b = h.client()
+        b.send(get)
+        let bb = try XCTUnwrap(backendGotRequest(h, 1))
+        let small = GzipTesting.jsonLike(5000)
+        // The whole long body is waiting at once, and its readiness is delivered first: without slices, A's pump
+        // would compress all of it before B's turn comes.
+        ba.send(Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)
+        bb.send(Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(small.count)\r\n\r\n".utf8) + small)
+        // One delivery of the pending readiness (A's first): A compresses a slice and yields, B is answered whole.
+        h.net.deliver()
+        var gotA = a.receive()
+        var gotB = b.receive()
+        func complete(_ got: [UInt8]) -> Bool { GzipTesting.split(got).flatMap { GzipTesting.dechunk($0.body) }?.complete ?? false }
+        XCTAssertTrue(complete(gotB), "B's small response is out")
+        XCTAssertFalse(complete(gotA), "while A's 4 MB are still being compressed")
+        XCTAssertTrue(h.run(for: 20) {
+            gotA += a.receive()
+            return complete(gotA)
+        })
+        XCTAssertEqual(GzipTesting.split(gotA).flatMap { GzipTesting.dechunk($0.body) }.flatMap { GzipTesting.gunzip($0.payload) }, body)
+        XCTAssertEqual(GzipTesting.split(gotB).flatMap { GzipTesting.dechunk($0.body) }.flatMap { GzipTesting.gunzip($0.payload) }, small)
+        h.assertAtRest()
+    }
+
     func testResponsesThatAreNotCompressed() throws {
         let h = try harness()
         let c = h.client()

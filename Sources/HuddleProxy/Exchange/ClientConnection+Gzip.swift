@@ -6,6 +6,10 @@ import HuddleIO
 import HuddleSys
 
 extension ClientConnection {
+    /// Body bytes one compressing connection takes through zlib per turn of the loop (a few milliseconds of CPU at
+    /// level 5) before the worker's other connections get their turn.
+    static var gzipTurnBudget: Int { 256 * 1024 }
+
     /// The gzip decision for a final response head in a gzip server block (its bytes are at the front of the input
     /// buffer). nil: the plain path. Otherwise how the head is rewritten; when compressing, the encoder (a pooled zlib
     /// stream and a pooled chunk buffer) is in place on the response relay.
@@ -19,7 +23,7 @@ extension ClientConnection {
         var compress = d.compress
         if compress {
             if let s = worker.gzipStreams.acquire(level: gz.level) {
-                x.response.gzip = GzipChunkEncoder(stream: s, buffer: loop.buffers.acquire())
+                x.response.gzip = GzipChunkEncoder(stream: s, buffer: worker.gzipBuffers.acquire())
             } else {
                 log.error("gzip: zlib could not allocate a deflate stream; sending the response to \(peerText) uncompressed")
                 compress = false
@@ -29,11 +33,26 @@ extension ClientConnection {
         return compress || addVary ? GzipHeadEdit(compress: compress, addVary: addVary) : nil
     }
 
+    /// The head of a compressed response has been rewritten: the body bytes that came with it move to a 64 KiB input
+    /// buffer, so the rest of the body is read a quarter as often.
+    func gzipTakeLargeInput(_ x: Exchange<Net>) {
+        guard x.response.gzip != nil, x.response.input != nil, x.response.input.unwrapped.capacity < worker.gzipBuffers.bufferSize else { return }
+        var big = worker.gzipBuffers.acquire()
+        big.append(x.response.input.unwrapped.readableBytes)
+        x.response.input = consume big
+    }
+
     /// One round of the compressed response: compress what is ready, write, take in what arrived, read more.
+    ///
+    /// Flushing: the backend counts as drained only when a read found nothing (EAGAIN). A short read is followed by
+    /// one more read to find out; until then zlib is left to fill its blocks (Z_NO_FLUSH). Once drained, what went
+    /// into zlib is sync-flushed to the client, so a stream that pauses is never held back.
     func gzipResponseStep(_ x: Exchange<Net>, _ c: UpstreamConnection<Net>) -> IOStep {
         var progressed = false
+        let before = x.response.gzip?.bytesIn ?? 0
+        defer { x.response.turnBudget -= Int((x.response.gzip?.bytesIn ?? before) - before) }
         // Compress first, so a small response's head and its whole body leave in one write.
-        switch x.response.compressBody(moreComing: c.canRead) {
+        switch x.response.compressBody(moreComing: !x.response.backendDrained) {
         case .progress: progressed = true
         case .idle: break
         case .malformed(let e):
@@ -63,12 +82,18 @@ extension ClientConnection {
             x.response.classifyCompressedBody()
             return .progress
         }
-        // Read only when everything read so far went into zlib and the chunk has room for more.
-        if x.response.bodyReady == 0 && !x.response.bodyDone && x.response.gzipReadyCount == 0 && c.canRead {
+        // Read only when everything read so far went into zlib and the chunk has room for more; after a short read
+        // (canRead false) once more, to tell a drained backend from one that is still sending.
+        if x.response.bodyReady == 0 && !x.response.bodyDone && x.response.gzipReadyCount == 0
+            && (c.canRead || !x.response.backendDrained) {
+            c.canRead = true
             switch readResponse(x, c) {
-            case .progress: progressed = true
+            case .progress:
+                x.response.backendDrained = false
+                progressed = true
             case .blocked:
                 // The backend is drained for now: what went into zlib must be flushed to the client.
+                x.response.backendDrained = true
                 if x.response.gzip?.unflushed == true { progressed = true }
             case .ended: return .ended
             }

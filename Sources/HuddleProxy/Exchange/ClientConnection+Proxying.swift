@@ -15,6 +15,7 @@ extension ClientConnection {
     /// Moves bytes both ways; returns true when the exchange ended or changed phase.
     func proxyStep() -> Bool {
         guard let x = exchange, let c = x.upstream.connection else { return false }
+        x.response.turnBudget = Self.gzipTurnBudget
         var progressed = true
         while progressed && phase == .proxying {
             progressed = false
@@ -57,6 +58,12 @@ extension ClientConnection {
                 case .ended: return true
                 }
                 if phase != .proxying { return true }
+                if x.response.turnBudget <= 0 && !x.response.isComplete {
+                    // Compressing is slow next to copying: after a slice of it, the other connections get the thread.
+                    loop.runNextTurn(self)
+                    armTimer()
+                    return false
+                }
             } else if !x.response.bodyDone || x.response.hasPendingOutput {
                 if x.response.hasPendingOutput && canWrite {
                     do {
@@ -242,6 +249,7 @@ extension ClientConnection {
             s.recordLatency(micros: Int((Sys.monotonicNs() &- x.upstreamStartNs) / 1000))
         }
         if x.response.gzip != nil {
+            gzipTakeLargeInput(x)
             if !x.response.bodyDone && x.response.inputLeft > 0 { x.response.classifyCompressedBody() }
         } else if !x.response.bodyDone && x.response.inputLeft > 0, let e = x.response.classifyBody() {
             responseBodyMalformed(x, e)

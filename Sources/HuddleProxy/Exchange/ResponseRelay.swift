@@ -29,6 +29,10 @@ struct ResponseRelay: ~Copyable {
     /// The body is gzip-compressed into chunks on its way to the client (decided once per response head, in
     /// ResponseRelay+Gzip.swift); nil on the plain path. Dropped once its last chunk is written.
     var gzip: GzipChunkEncoder?
+    /// gzip: the backend's last read found nothing (EAGAIN): flush what zlib holds.
+    var backendDrained = false
+    /// gzip: body bytes this connection may still compress before it lets the worker's other connections run.
+    var turnBudget = 0
 
     mutating func reset() {
         parser.reset()
@@ -55,6 +59,7 @@ struct ResponseRelay: ~Copyable {
         upstreamReusable = false
         closeClient = false
         gzip = nil
+        backendDrained = false
     }
 
     var outputLeft: Int { output.readableCountOrZero }

@@ -11,7 +11,7 @@ public struct WorkerFigures: Sendable, Equatable {
     public var tunnels = 0
     /// Open backend connections, pooled idle ones included.
     public var upstreamConnections = 0
-    /// Pooled I/O buffers currently lent out (an idle connection or tunnel holds none).
+    /// Pooled I/O buffers currently lent out (an idle connection or tunnel holds none); gzip's 64 KiB ones included.
     public var buffersInUse = 0
     public var buffersCached = 0
     /// Splice pipes currently lent out (an idle tunnel holds none).
