@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "HuddleConfig", dependencies: ["HuddleSys"]),
         .target(name: "HuddleTLS", dependencies: ["COpenSSL", "HuddleSys", "HuddleSync"]),
         .target(name: "HuddleHealth", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleSync", "HuddleTLS"]),
-        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync", "HuddleHealth", "HuddleTLS", "COpenSSL"], swiftSettings: hotPath),
+        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync", "HuddleHealth", "HuddleTLS", "COpenSSL", "CZlib"], swiftSettings: hotPath),
         .target(name: "HuddleAdmin", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleConfig", "HuddleBalancing"]),
         .target(name: "HuddleDemo", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleSync"], swiftSettings: hotPath),
         .executableTarget(name: "huddle", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleDemo"]),
@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
         .testTarget(name: "HuddleHealthTests", dependencies: ["HuddleHealth", "HuddleIO", "HuddleSys"]),
-        .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing"]),
+        .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing", "CZlib"]),
         .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"], exclude: ["ws_group_client.py", "peers"]),
     ]
 )

@@ -156,6 +156,8 @@ extension AdminServer {
                             w.field("buffers_cached", s.figures.buffersCached)
                             w.field("pipes_in_use", s.figures.pipesInUse)
                             w.field("pipes_cached", s.figures.pipesCached)
+                            w.field("gzip_streams_in_use", s.figures.gzipStreamsInUse)
+                            w.field("gzip_streams_cached", s.figures.gzipStreamsCached)
                         }
                     }
                 })

@@ -53,6 +53,8 @@ extension ConfigBuilder {
                    let n = size(m, of: "min_length", in: 0...Int64(Int32.max)) {
                     block.gzip.minLength = Int(n)
                 }
+                if let l = ca.options["level"], let n = integer(l, of: "level", in: 1...9) { block.gzip.level = n }
+                if let t = ca.options["types"], let types = mediaTypes(t) { block.gzip.types = types }
             case "route":
                 let prefix = ca[0]
                 if let first = prefixes[prefix.text] {
@@ -91,6 +93,35 @@ extension ConfigBuilder {
             return lx != ly ? lx > ly : x.offset < y.offset
         }.map(\.element)
         config.servers.append(block)
+    }
+
+    /// `text/html,application/json`: a comma-separated list of media types (`type/subtype`, tokens, no parameters),
+    /// or `*` for every type. Kept lower-case, duplicates dropped; an error points at the element that is wrong.
+    private mutating func mediaTypes(_ a: ConfigArgument) -> [String]? {
+        if a.text == "*" { return ["*"] }
+        let tchar = Set("!#$%&'*+-.^_`|~".utf8)
+        func isToken(_ s: Substring) -> Bool {
+            !s.isEmpty && s.utf8.allSatisfy { c in
+                (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
+                    || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || tchar.contains(c)
+            }
+        }
+        var types: [String] = []
+        var offset = 0
+        for part in a.text.split(separator: ",", omittingEmptySubsequences: false) {
+            let halves = part.split(separator: "/", omittingEmptySubsequences: false)
+            guard halves.count == 2, isToken(halves[0]), isToken(halves[1]) else {
+                var at = a.location
+                at.column += offset
+                let what = part.isEmpty ? "an empty element" : ConfigText.quoted(String(part))
+                error(at, "expected media types such as text/html,application/json (or *) for \"types\", found \(what)")
+                return nil
+            }
+            let lower = part.lowercased()
+            if !types.contains(lower) { types.append(lower) }
+            offset += part.count + 1
+        }
+        return types
     }
 
     mutating func nonEmpty(_ a: ConfigArgument, of directive: String) -> String? {

@@ -79,7 +79,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "tunnel_idle_timeout", arguments: 1...1),
         DirectiveSpec(name: "max_header_size", arguments: 1...1),
         DirectiveSpec(name: "max_body_size", arguments: 1...1),
-        DirectiveSpec(name: "gzip", arguments: 1...1, options: ["min_length"]),
+        DirectiveSpec(name: "gzip", arguments: 1...1, options: ["min_length", "level", "types"]),
         DirectiveSpec(name: "route", arguments: 1...1, block: .required, repeatable: true),
     ]
 

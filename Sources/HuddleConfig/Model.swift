@@ -171,9 +171,17 @@ public struct ListenConfig: Sendable {
     }
 }
 
-public struct GzipConfig: Sendable {
+/// `gzip on|off [min_length=SIZE] [level=1..9] [types=TYPE,TYPE...]`: compress responses on their way to the client.
+public struct GzipConfig: Sendable, Equatable {
+    public static let defaultTypes = ["text/html", "text/plain", "application/json"]
+
     public var enabled: Bool = false
+    /// Responses whose Content-Length is below this are passed on as they are (unknown lengths are compressed).
     public var minLength: Int = 1024
+    /// zlib compression level, 1 (fastest) to 9 (smallest).
+    public var level: Int = 5
+    /// Media types (`type/subtype`, lower-case, no parameters) that are compressed; `*` matches every type.
+    public var types: [String] = GzipConfig.defaultTypes
     public init() {}
 }
 

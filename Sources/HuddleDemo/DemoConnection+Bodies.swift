@@ -1,4 +1,4 @@
-// Streaming bodies through a demo connection: echoing or discarding request bodies, and generating /bytes.
+// Streaming bodies through a demo connection: echoing or discarding request bodies, and generating /bytes and /text.
 import HuddleHTTP
 import HuddleIO
 import HuddleSys
@@ -91,8 +91,8 @@ extension DemoConnection {
                 if !(try output.flush(to: fd)) { return .blocked }
             }
             let want = bytesChunked ? chunkLeft : Int(min(bytesRemaining, 65536))
-            let offset = Int(bytesPosition % 251)
-            switch try Sys.write(fd, DemoContent.pattern.base + offset, want) {
+            let offset = Int(bytesPosition % bytesPeriod)
+            switch try Sys.write(fd, bytesSource + offset, want) {
             case .wouldBlock:
                 return .blocked
             case .done(let n):

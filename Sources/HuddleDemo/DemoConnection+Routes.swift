@@ -55,6 +55,18 @@ extension DemoConnection {
             bytesRemaining = n
             bytesPosition = 0
             bytesChunked = chunked
+            bytesSource = DemoContent.pattern.base
+            bytesPeriod = 251
+            chunkLeft = 0
+            task = .bytes
+        case .text(let n, let chunked, let type):
+            writeHead(status: 200, contentType: type.contentType, framing: chunked ? .chunked : .length(n))
+            if isHead { return }
+            bytesRemaining = n
+            bytesPosition = 0
+            bytesChunked = chunked
+            bytesSource = DemoContent.text.base
+            bytesPeriod = Int64(DemoContent.TextTable.period)
             chunkLeft = 0
             task = .bytes
         case .hang:

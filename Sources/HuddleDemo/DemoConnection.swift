@@ -63,6 +63,9 @@ final class DemoConnection: TimerNode, EventHandler {
     var bytesRemaining: Int64 = 0
     var bytesPosition: Int64 = 0
     var bytesChunked = false
+    /// Where a /bytes or /text body comes from: byte i is `bytesSource[i % bytesPeriod]`.
+    var bytesSource = DemoContent.pattern.base
+    var bytesPeriod: Int64 = 251
     var chunkLeft = 0
 
     var slowMs: Int64 = 0

@@ -1,4 +1,4 @@
-// Bodies the demo backend serves: the /bytes pattern, JSON and HTML escaping, and the chat room page.
+// Bodies the demo backend serves: the /bytes pattern, the /text corpus, JSON and HTML escaping, and the chat room page.
 import HuddleJSON
 
 enum DemoContent {
@@ -13,6 +13,47 @@ enum DemoContent {
         init() {
             let p = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
             for i in 0..<count { p[i] = UInt8(i % 251) }
+            base = UnsafeRawPointer(p)
+        }
+    }
+
+    /// Every /text body is a run of this table from its start: 1 MiB of JSON-like records (seeded, so the same on
+    /// every run and machine) that compress like real API responses (about 4-5x with gzip), repeated; like the
+    /// pattern, the table carries 64 KiB more than a period so a write of up to 64 KiB from any offset is one slice.
+    static let text = TextTable()
+
+    /// SAFETY: written once in `init`, read-only afterwards, never freed (it lives as long as the process).
+    final class TextTable: @unchecked Sendable {
+        static let period = 1 << 20
+        let base: UnsafeRawPointer
+        let count = TextTable.period + 65536
+        init() {
+            let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+                         "kilo", "lima", "mike", "november", "oscar", "papa"]
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(count + 256)
+            var state: UInt64 = 0x5EED
+            func next() -> UInt64 {
+                state &+= 0x9E37_79B9_7F4A_7C15
+                var z = state
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                return z ^ (z >> 31)
+            }
+            bytes.append(UInt8(ascii: "["))
+            var id = 0
+            while bytes.count < TextTable.period {
+                let r = next()
+                let w = words[Int(r & 15)], v = words[Int(r >> 4 & 15)]
+                let record = "{\"id\":\(id),\"name\":\"\(w) \(v)\",\"email\":\"\(w).\(r >> 44)@example.com\",\"score\":\(r >> 8 & 0xFFFFF),"
+                    + "\"active\":\(r & 256 == 0),\"tags\":[\"\(v)\",\"\(words[Int(r >> 12 & 15)])\"],\"ts\":\(1_700_000_000 + (r >> 20 & 0xFFFFFF))},\n"
+                bytes += Array(record.utf8)
+                id += 1
+            }
+            bytes.removeLast(bytes.count - TextTable.period)
+            bytes += bytes[0..<65536]
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
+            p.initialize(from: bytes, count: count)
             base = UnsafeRawPointer(p)
         }
     }

@@ -1,11 +1,25 @@
 // What a demo request asks for, decided from its head (with the few bytes each answer needs copied out of it).
 import HuddleHTTP
 
+enum TextType {
+    case plain, json, html
+
+    var contentType: StaticString {
+        switch self {
+        case .plain: return "text/plain; charset=utf-8"
+        case .json: return "application/json"
+        case .html: return "text/html; charset=utf-8"
+        }
+    }
+}
+
 enum DemoRoute {
     case hello
     case healthz
     case stats
     case bytes(Int64, chunked: Bool)
+    /// N bytes of compressible JSON-like text (DemoContent.text) as text/plain, application/json or text/html.
+    case text(Int64, chunked: Bool, type: TextType)
     case echo
     case headers([UInt8])
     case hang
@@ -46,6 +60,14 @@ enum DemoRoute {
             guard let count = decimal(p, n) else { return .badRequest }
             let chunked = head.query.flatMap { queryValue(p, $0, "chunked") }.map { equals(p, $0, "1") } ?? false
             return .bytes(count, chunked: chunked)
+        }
+        if let n = suffix(p, path, after: "/text/") {
+            guard let count = decimal(p, n) else { return .badRequest }
+            let chunked = head.query.flatMap { queryValue(p, $0, "chunked") }.map { equals(p, $0, "1") } ?? false
+            let type: TextType = head.query.flatMap { queryValue(p, $0, "type") }.map { t in
+                equals(p, t, "json") ? .json : equals(p, t, "html") ? .html : .plain
+            } ?? .plain
+            return .text(count, chunked: chunked, type: type)
         }
         if let n = suffix(p, path, after: "/status/") {
             guard let code = decimal(p, n), code >= 200 && code <= 599 else { return .badRequest }

@@ -48,9 +48,23 @@ public struct ChunkedBodyScanner: Sendable {
     /// Whether the whole body has been seen.
     public var isFinished: Bool { state == .finished }
 
+    /// Decoding: how many payload bytes follow at the current position (0 unless the scanner is inside chunk data).
+    public var pendingDataBytes: Int64 { state == .data ? chunkRemaining : 0 }
+
+    /// Decoding: takes `n` payload bytes (at most `pendingDataBytes`) that the caller consumed itself.
+    public mutating func consumeData(_ n: Int) {
+        precondition(state == .data && Int64(n) <= chunkRemaining, "consumeData beyond the chunk")
+        chunkRemaining &-= Int64(n)
+        dataBytes &+= Int64(n)
+        consumedBefore &+= Int64(n)
+        if chunkRemaining == 0 { state = .dataCR }
+    }
+
     /// Scans the next bytes of the body. `.consumed(n)` means all `n` bytes belong to the body and more is
     /// expected; `.finished(n)` means the body ends after the first `n` of them (the rest is the next message).
-    public mutating func scan(_ bytes: UnsafeRawBufferPointer) -> ChunkedScanResult {
+    /// With `stopAtData` (decoding), scanning stops where chunk payload begins: `.consumed(n)` then covers only the
+    /// framing before it, and the caller takes the payload with `pendingDataBytes` and `consumeData`.
+    public mutating func scan(_ bytes: UnsafeRawBufferPointer, stopAtData: Bool = false) -> ChunkedScanResult {
         if state == .finished { return .finished(0) }
         if state == .failed { return .error(failure!) }
         let count = bytes.count
@@ -58,6 +72,10 @@ public struct ChunkedBodyScanner: Sendable {
         while i < count {
             switch state {
             case .data:
+                if stopAtData {
+                    consumedBefore &+= Int64(i)
+                    return .consumed(i)
+                }
                 // The bulk skip: payload is never inspected.
                 let available = Int64(count &- i)
                 let take = min(available, chunkRemaining)

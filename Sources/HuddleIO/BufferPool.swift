@@ -98,7 +98,7 @@ public final class BufferPool {
     public var maxCached = 512
     public private(set) var outstanding = 0
 
-    init(bufferSize: Int) {
+    public init(bufferSize: Int) {
         self.bufferSize = bufferSize
     }
 

@@ -49,6 +49,9 @@ public final class EventLoop: @unchecked Sendable {
     public let pipes: PipePool
     /// Called once at the end of every loop turn (after events and timers): log flushing, deferred closes.
     private var endOfTurnHooks: [() -> Void] = []
+    /// Handlers whose work was cut short to let others have the thread: run again next turn (see `runNextTurn`).
+    private var deferred: [EventHandler] = []
+    private var deferredRunning: [EventHandler] = []
     /// The loop's notion of now, refreshed once per turn (coarse monotonic ms).
     public private(set) var now: Int64
 
@@ -119,6 +122,11 @@ public final class EventLoop: @unchecked Sendable {
 
     public func addEndOfTurnHook(_ hook: @escaping () -> Void) { endOfTurnHooks.append(hook) }
 
+    /// Calls `handler.handleEvent(0)` in the next turn, after that turn's events, without waiting for readiness: for a
+    /// handler that stopped a long run of work (compressing a large body) so other connections get the thread. While
+    /// any handler is queued, the next epoll_wait does not block.
+    public func runNextTurn(_ handler: EventHandler) { deferred.append(handler) }
+
     // MARK: cross-thread
 
     /// Runs `task` on the loop thread. One eventfd write per batch, not per task.
@@ -159,6 +167,7 @@ public final class EventLoop: @unchecked Sendable {
     public func runOnce(maxWaitMs: Int32) {
         var timeout = timers.isEmpty ? maxWaitMs : timers.millisecondsToNextTick(now: Sys.monotonicMs())
         if maxWaitMs >= 0 && (timeout < 0 || timeout > maxWaitMs) { timeout = maxWaitMs }
+        if !deferred.isEmpty { timeout = 0 }
         let n: Int
         do {
             n = try Sys.epollWait(epfd, events, max: maxEvents, timeoutMs: timeout)
@@ -176,6 +185,12 @@ public final class EventLoop: @unchecked Sendable {
             let gen = UInt32(truncatingIfNeeded: ev.data >> 32)
             guard slot < handlers.count, generations[slot] == gen, let h = handlers[slot] else { continue }
             h.handleEvent(ev.events)
+        }
+        if !deferred.isEmpty {
+            // Those queued while these run wait for the next turn.
+            swap(&deferred, &deferredRunning)
+            for h in deferredRunning { h.handleEvent(0) }
+            deferredRunning.removeAll(keepingCapacity: true)
         }
         timers.advance(to: now)
         for hook in endOfTurnHooks { hook() }

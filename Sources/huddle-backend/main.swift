@@ -6,7 +6,7 @@ import HuddleSys
 let usage = """
 usage: huddle-backend --listen HOST:PORT [--listen HOST:PORT ...] --name NAME [--workers N]
 
-A fast demo/test backend: GET /healthz, /stats, /bytes/N[?chunked=1], /headers, /hang, /slow?ms=N, /close,
+A fast demo/test backend: GET /healthz, /stats, /bytes/N[?chunked=1], /text/N[?type=json|html|plain&chunked=1], /headers, /hang, /slow?ms=N, /close,
 /status/N, /rooms/ROOM (chat page); POST|PUT /echo; WebSocket echo on any path, chat on /rooms/ROOM/ws.
 Every response carries X-Backend: NAME and X-Backend-Connection: <connection serial>.
 

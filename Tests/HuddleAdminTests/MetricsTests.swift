@@ -58,7 +58,8 @@ final class MetricsTests: XCTestCase {
         let published = ["huddle_server_requests_total", "huddle_server_failures_total", "huddle_server_in_flight",
                          "huddle_server_active_connections", "huddle_groups", "huddle_client_connections", "huddle_tunnels",
                          "huddle_backend_connections", "huddle_buffers_in_use", "huddle_buffers_cached", "huddle_pipes_in_use",
-                         "huddle_pipes_cached", "huddle_worker_stats_age_seconds"]
+                         "huddle_pipes_cached", "huddle_gzip_streams_in_use", "huddle_gzip_streams_cached",
+                         "huddle_worker_stats_age_seconds"]
         for p in published { XCTAssertTrue(names.contains(p), "\(p) is gone") }
         for m in Metrics.all {
             XCTAssertTrue(m.name.hasPrefix("huddle_"), m.name)
@@ -79,12 +80,12 @@ final class MetricsTests: XCTestCase {
         rt.upstreams[0].servers[0].requestsTotal.store(7, ordering: .relaxed)
         let workers = [
             WorkerStats(worker: 0, figures: WorkerFigures(sessions: 3, tunnels: 1, buffersInUse: 2), publishedAtMs: 10_000, nowMs: 10_400),
-            WorkerStats(worker: 1, figures: WorkerFigures(sessions: 4, tunnels: 2, pipesCached: 5), publishedAtMs: 5_000, nowMs: 10_400),
+            WorkerStats(worker: 1, figures: WorkerFigures(sessions: 4, tunnels: 2, pipesCached: 5, gzipStreamsInUse: 1), publishedAtMs: 5_000, nowMs: 10_400),
         ]
         let text = MetricsText.render(Metrics.collect(MetricsInput(runtime: rt, workers: workers, nowMs: 10_400, reloads: (2, 1))))
         let lines = Set(text.split(separator: "\n").map(String.init))
         for want in ["huddle_client_connections 7", "huddle_tunnels 3", "huddle_tunnels_active 3", "huddle_buffers_in_use 2",
-                     "huddle_pipes_cached 5", "huddle_backend_connections 0",
+                     "huddle_pipes_cached 5", "huddle_gzip_streams_in_use 1", "huddle_backend_connections 0",
                      "huddle_worker_stats_age_seconds{worker=\"0\"} 0.4", "huddle_worker_stats_age_seconds{worker=\"1\"} 5.4",
                      "huddle_server_requests_total{upstream=\"app\",server=\"a\"} 7",
                      "huddle_server_requests_total{upstream=\"app\",server=\"b\"} 0",

@@ -19,7 +19,8 @@ final class WorkerStatsTests: XCTestCase {
 
     func testPublishThenRead() {
         let slot = WorkerStatsSlot()
-        let f = WorkerFigures(sessions: 1, tunnels: 2, upstreamConnections: 3, buffersInUse: 4, buffersCached: 5, pipesInUse: 6, pipesCached: 7)
+        let f = WorkerFigures(sessions: 1, tunnels: 2, upstreamConnections: 3, buffersInUse: 4, buffersCached: 5, pipesInUse: 6, pipesCached: 7,
+                              gzipStreamsInUse: 8, gzipStreamsCached: 9)
         slot.publish(f, atMs: 1234, shuttingDown: false)
         let r = slot.read()
         XCTAssertEqual(r.figures, f)
@@ -53,7 +54,8 @@ final class WorkerStatsTests: XCTestCase {
             while !box.stop.load(ordering: .relaxed) {
                 k += 1
                 box.slot.publish(WorkerFigures(sessions: k, tunnels: k, upstreamConnections: k, buffersInUse: k, buffersCached: k,
-                                               pipesInUse: k, pipesCached: k), atMs: Int64(k), shuttingDown: false)
+                                               pipesInUse: k, pipesCached: k, gzipStreamsInUse: k, gzipStreamsCached: k),
+                                  atMs: Int64(k), shuttingDown: false)
             }
             return nil
         }, Unmanaged.passRetained(box).toOpaque())
@@ -63,7 +65,8 @@ final class WorkerStatsTests: XCTestCase {
         for _ in 0..<200_000 {
             let r = box.slot.read()
             let f = r.figures
-            let all = [f.tunnels, f.upstreamConnections, f.buffersInUse, f.buffersCached, f.pipesInUse, f.pipesCached, Int(r.publishedAtMs)]
+            let all = [f.tunnels, f.upstreamConnections, f.buffersInUse, f.buffersCached, f.pipesInUse, f.pipesCached,
+                       f.gzipStreamsInUse, f.gzipStreamsCached, Int(r.publishedAtMs)]
             if all.contains(where: { $0 != f.sessions }) { torn += 1 }
             XCTAssertGreaterThanOrEqual(f.sessions, last)
             last = f.sessions

@@ -139,6 +139,14 @@ final class ConfigErrorTests: XCTestCase {
         assertSingleError(inServer("max_body_size 10q;"), at: (4, 19), contains: "expected a size such as 512, 16k, 10m or 1g, found \"10q\"")
         assertSingleError(inServer("gzip yes;"), at: (4, 10), contains: "expected one of on, off for \"gzip\", found \"yes\"")
         assertSingleError(inServer("gzip on min_length=-1;"), at: (4, 24), contains: "expected a size")
+        assertSingleError(inServer("gzip on level=0;"), at: (4, 19), contains: "\"level\" must be between 1 and 9, found 0")
+        assertSingleError(inServer("gzip on level=10;"), at: (4, 19), contains: "\"level\" must be between 1 and 9, found 10")
+        assertSingleError(inServer("gzip on level=fast;"), at: (4, 19), contains: "expected a whole number for \"level\", found \"fast\"")
+        assertSingleError(inServer("gzip on types=text/html,json;"), at: (4, 29),
+                          contains: "expected media types such as text/html,application/json (or *) for \"types\", found \"json\"")
+        assertSingleError(inServer("gzip on types=text/html,,text/plain;"), at: (4, 29), contains: "found an empty element")
+        assertSingleError(inServer("gzip on types=text/html/x;"), at: (4, 19), contains: "found \"text/html/x\"")
+        assertSingleError(inServer("gzip on typse=text/html;"), at: (4, 13), contains: "unknown option \"typse=text/html\" for \"gzip\" (expected one of: min_length=, level=, types=)")
         assertSingleError(inServer("idle_timeout 1.5s;"), at: (4, 18), contains: "expected a duration such as 250ms, 2s, 5m or 1h, found \"1.5s\"")
         assertSingleError(inServer("route /x { upstream web; group_key path 0; }"), at: (4, 45),
                           contains: "expected a path segment number from 1 to 64 (1 is the first segment), found \"0\"")

@@ -62,6 +62,8 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(b.maxBodySize, 0)
         XCTAssertFalse(b.gzip.enabled)
         XCTAssertEqual(b.gzip.minLength, 1024)
+        XCTAssertEqual(b.gzip.level, 5)
+        XCTAssertEqual(b.gzip.types, ["text/html", "text/plain", "application/json"])
         let r = b.routes[0]
         XCTAssertEqual(r.prefix, "/")
         XCTAssertEqual(r.upstream, "web")
@@ -165,12 +167,13 @@ final class ConfigParserTests: XCTestCase {
                 tunnel_idle_timeout 2h;
                 max_header_size 32k;
                 max_body_size 10m;
-                gzip on min_length=512;
+                gzip on min_length=512 level=7 types=Text/HTML,application/json,text/html;
                 route / { upstream web; }
             }
             server { listen 9000; route /a { upstream web; } }
+            server { listen 9001; gzip on types=*; route /b { upstream web; } }
             """))
-        XCTAssertEqual(c.servers.count, 2)
+        XCTAssertEqual(c.servers.count, 3)
         let b = c.servers[0]
         XCTAssertEqual(b.listens.map(\.address.description), ["127.0.0.1:8080", "0.0.0.0:8443"])
         XCTAssertEqual(b.listens.map(\.tls), [false, true])
@@ -184,6 +187,13 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(b.maxBodySize, 10 << 20)
         XCTAssertTrue(b.gzip.enabled)
         XCTAssertEqual(b.gzip.minLength, 512)
+        XCTAssertEqual(b.gzip.level, 7)
+        XCTAssertEqual(b.gzip.types, ["text/html", "application/json"], "lower-cased, duplicates dropped")
+        XCTAssertFalse(c.servers[1].gzip.enabled)
+        XCTAssertEqual(c.servers[1].gzip.level, 5, "default level")
+        XCTAssertEqual(c.servers[1].gzip.types, ["text/html", "text/plain", "application/json"], "default types")
+        XCTAssertEqual(c.servers[2].gzip.types, ["*"])
+        XCTAssertEqual(c.servers[2].gzip.minLength, 1024)
         XCTAssertEqual(b.location, SourceLocation(file: testFile, line: 2, column: 1))
         XCTAssertEqual(c.servers[1].routes.map(\.prefix), ["/a"])
     }

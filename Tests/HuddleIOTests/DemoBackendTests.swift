@@ -63,6 +63,24 @@ final class DemoBackendTests: XCTestCase {
         XCTAssertEqual(try c.request("GET", "/bytes/nope").status, 400)
     }
 
+    /// /text/N: the same JSON-like corpus, from its start, whatever the framing; it repeats every 1 MiB.
+    func testTextBodies() throws {
+        let c = try DemoHTTPClient(address: address)
+        let n = (1 << 20) + 70_000
+        let plain = try c.request("GET", "/text/\(n)?type=json")
+        XCTAssertEqual(plain.header("Content-Type"), "application/json")
+        XCTAssertEqual(plain.body.count, n)
+        XCTAssertTrue(plain.body.starts(with: Array("[{\"id\":0,\"name\":\"".utf8)))
+        XCTAssertTrue(plain.body[(1 << 20)...].elementsEqual(plain.body[0..<70_000]), "period 1 MiB")
+        XCTAssertGreaterThan(Set(plain.body[0..<100_000].split(separator: 10).map { Array($0) }).count, 500, "varied records, not a short pattern")
+        let chunked = try c.request("GET", "/text/\(n)?chunked=1&type=html")
+        XCTAssertTrue(chunked.wasChunked)
+        XCTAssertEqual(chunked.header("Content-Type"), "text/html; charset=utf-8")
+        XCTAssertTrue(chunked.body == plain.body)
+        XCTAssertEqual(try c.request("GET", "/text/10").header("Content-Type"), "text/plain; charset=utf-8")
+        XCTAssertEqual(try c.request("HEAD", "/text/10").body, [])
+    }
+
     func testEchoWithContentLengthAndChunked() throws {
         let c = try DemoHTTPClient(address: address)
         let body = (0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 * 7 + 3) }

@@ -28,6 +28,29 @@ final class EventLoopTests: XCTestCase {
         loop.deregister(fd: a, registration: reg)
     }
 
+    /// runNextTurn: the handler runs once in the next turn (with no events), that turn does not wait for I/O, and a
+    /// handler that queues itself again runs in the turn after, not in a loop within one turn.
+    func testRunNextTurnRunsTheHandlerNextTurnWithoutWaiting() throws {
+        let loop = try EventLoop(id: 0)
+        let h = RecordingHandler()
+        var again = 2
+        h.onEvent = { _ in
+            if again > 0 {
+                again -= 1
+                loop.runNextTurn(h)
+            }
+        }
+        loop.runNextTurn(h)
+        XCTAssertEqual(h.events, [], "not before the next turn")
+        let start = Sys.monotonicMs()
+        loop.runOnce(maxWaitMs: 2000)
+        XCTAssertEqual(h.events, [0], "once, with no events")
+        loop.runOnce(maxWaitMs: 2000)
+        loop.runOnce(maxWaitMs: 2000)
+        XCTAssertEqual(h.events, [0, 0, 0], "queued again from the handler: one run per turn")
+        XCTAssertLessThan(Sys.monotonicMs() - start, 1000, "no turn waited while a handler was queued")
+    }
+
     func testWriteReadinessIsEdgeTriggered() throws {
         let loop = try EventLoop(id: 0)
         let (a, b) = makeSocketPair()

@@ -87,4 +87,19 @@ final class ResponsePlanTests: XCTestCase {
             XCTAssertEqual(p.framing, r.framing, "row \(i)")
         }
     }
+
+    /// gzip writes its own chunks: a body the backend delimits by closing no longer forces the client's close.
+    func testRechunkedBodies() {
+        let p = ResponsePlan.make(status: 200, framing: .untilClose, serverKeepAlive: true, clientKeepAlive: true,
+                                  clientIsHTTP10: false, shuttingDown: false, rechunked: true)
+        XCTAssertFalse(p.closeClient)
+        XCTAssertFalse(p.upstreamReusable, "the backend connection still ends with the body")
+        XCTAssertEqual(p.connectionHeader, .none)
+        let q = ResponsePlan.make(status: 200, framing: .untilClose, serverKeepAlive: true, clientKeepAlive: false,
+                                  clientIsHTTP10: false, shuttingDown: false, rechunked: true)
+        XCTAssertTrue(q.closeClient, "the client's own Connection: close still counts")
+        let r = ResponsePlan.make(status: 200, framing: .chunked, serverKeepAlive: true, clientKeepAlive: true,
+                                  clientIsHTTP10: false, shuttingDown: true, rechunked: true)
+        XCTAssertTrue(r.closeClient, "shutting down still closes")
+    }
 }

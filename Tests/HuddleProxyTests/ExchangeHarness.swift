@@ -76,7 +76,9 @@ final class ExchangeHarness {
         XCTAssertEqual(worker.counters.upstreamConnections, worker.upstreamPool.idleCount, "backend connections beyond the idle pool", file: file, line: line)
         XCTAssertEqual(worker.exchanges.outstanding, 0, "exchanges lent", file: file, line: line)
         XCTAssertEqual(worker.loop.buffers.outstanding, 0, "buffers lent", file: file, line: line)
+        XCTAssertEqual(worker.gzipBuffers.outstanding, 0, "gzip buffers lent", file: file, line: line)
         XCTAssertEqual(worker.loop.pipes.outstanding, 0, "pipes lent", file: file, line: line)
+        XCTAssertEqual(worker.gzipStreams.outstanding, 0, "zlib streams lent", file: file, line: line)
         for c in net.allConnections {
             XCTAssertLessThanOrEqual(c.proxyCloses, 1, "\(c.label) closed \(c.proxyCloses) times", file: file, line: line)
         }

@@ -105,6 +105,10 @@ extension ClientConnection {
             answerAfterHead(x, a)
         case .forward(let plan):
             x.plan = plan
+            if let gz = block.gzip {
+                x.gzip = gz
+                x.gzipRequest = GzipRequestFacts.read(x.head, inBuf.unwrapped.readableBytes)
+            }
             x.request.start(framing: x.head.bodyFraming)
             writeForwardedHead(x)
             // The head has been copied out; what follows in inBuf is body, then pipelined requests.

@@ -23,6 +23,7 @@ extension ClientConnection {
         }
         x.upstream.reset()
         x.response.input = nil
+        x.response.gzip = nil
         if x.response.output == nil { x.response.output = loop.buffers.acquire() }
         x.response.output.unwrapped.clear()
         let body = "\(status) \(HTTPStatus.reasonPhrase(status)): \(message)\n"

@@ -15,6 +15,7 @@ extension ClientConnection {
     /// Moves bytes both ways; returns true when the exchange ended or changed phase.
     func proxyStep() -> Bool {
         guard let x = exchange, let c = x.upstream.connection else { return false }
+        x.response.turnBudget = Self.gzipTurnBudget
         var progressed = true
         while progressed && phase == .proxying {
             progressed = false
@@ -49,8 +50,21 @@ extension ClientConnection {
                     }
                 }
             }
-            // Response: backend -> client.
-            if !x.response.bodyDone || x.response.hasPendingOutput {
+            // Response: backend -> client (compressed: ClientConnection+Gzip.swift).
+            if x.response.gzip != nil {
+                switch gzipResponseStep(x, c) {
+                case .progress: progressed = true
+                case .blocked: break
+                case .ended: return true
+                }
+                if phase != .proxying { return true }
+                if x.response.turnBudget <= 0 && !x.response.isComplete {
+                    // Compressing is slow next to copying: after a slice of it, the other connections get the thread.
+                    loop.runNextTurn(self)
+                    armTimer()
+                    return false
+                }
+            } else if !x.response.bodyDone || x.response.hasPendingOutput {
                 if x.response.hasPendingOutput && canWrite {
                     do {
                         if case .wouldBlock = try x.response.write(to: stream) {
@@ -143,7 +157,7 @@ extension ClientConnection {
         }
     }
 
-    private func readResponse(_ x: Exchange<Net>, _ c: UpstreamConnection<Net>) -> IOStep {
+    func readResponse(_ x: Exchange<Net>, _ c: UpstreamConnection<Net>) -> IOStep {
         if x.response.input == nil { x.response.input = loop.buffers.acquire() }
         if x.response.inputLeft == 0 && x.response.headDone { x.response.input.unwrapped.clear() }
         if x.response.input.unwrapped.writableCount == 0 {
@@ -168,7 +182,8 @@ extension ClientConnection {
         case .done(0):
             if x.response.headDone && x.response.framing == .untilClose {
                 x.response.bodyDone = true
-                x.response.closeClient = true
+                // Delimited by the close: so must the client's copy be, unless gzip delimits it with chunks.
+                if x.response.gzip == nil { x.response.closeClient = true }
                 x.response.upstreamReusable = false
                 return .progress
             }
@@ -220,16 +235,23 @@ extension ClientConnection {
             x.response.head.reset()
             return
         }
-        let plan = ResponsePlan.make(status: status, framing: x.response.head.bodyFraming(requestMethod: x.method),
+        let framing = x.response.head.bodyFraming(requestMethod: x.method)
+        // gzip server blocks only: decided once, here; the plain path never looks at it again.
+        let gzip = x.gzip.flatMap { gzipHeadEdit(x, $0, status: status, framing: framing) }
+        let plan = ResponsePlan.make(status: status, framing: framing,
                                      serverKeepAlive: x.response.head.keepAlive, clientKeepAlive: x.clientKeepAlive,
-                                     clientIsHTTP10: x.clientIsHTTP10, shuttingDown: worker.shuttingDown)
-        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers)
+                                     clientIsHTTP10: x.clientIsHTTP10, shuttingDown: worker.shuttingDown,
+                                     rechunked: gzip?.compress ?? false)
+        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers, gzip: gzip)
         x.response.status = status
         x.response.startBody(plan)
         if let s = x.upstream.server {
             s.recordLatency(micros: Int((Sys.monotonicNs() &- x.upstreamStartNs) / 1000))
         }
-        if !x.response.bodyDone && x.response.inputLeft > 0, let e = x.response.classifyBody() {
+        if x.response.gzip != nil {
+            gzipTakeLargeInput(x)
+            if !x.response.bodyDone && x.response.inputLeft > 0 { x.response.classifyCompressedBody() }
+        } else if !x.response.bodyDone && x.response.inputLeft > 0, let e = x.response.classifyBody() {
             responseBodyMalformed(x, e)
         }
     }

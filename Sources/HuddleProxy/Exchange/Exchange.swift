@@ -18,6 +18,9 @@ final class Exchange<Net: Network> {
     var clientIsHTTP10 = false
     var plan: ForwardPlan?
     var upgrade: UpgradeKind { plan?.upgrade ?? .none }
+    /// The server block's gzip settings (nil when gzip is off there) and what the request head says about it.
+    var gzip: GzipRuntime?
+    var gzipRequest = GzipRequestFacts()
 
     var request = RequestBodyRelay()
     var response = ResponseRelay()
@@ -51,6 +54,8 @@ final class Exchange<Net: Network> {
         clientKeepAlive = true
         clientIsHTTP10 = false
         plan = nil
+        gzip = nil
+        gzipRequest = GzipRequestFacts()
         request.reset()
         response.reset()
         upstream.reset()
@@ -63,7 +68,7 @@ final class Exchange<Net: Network> {
 
     /// Nothing held: what an exchange must look like when it goes back to the pool.
     var holdsNothing: Bool {
-        request.head == nil && response.input == nil && response.output == nil && !upstream.holdsAnything
+        request.head == nil && response.input == nil && response.output == nil && response.gzip == nil && !upstream.holdsAnything
     }
 }
 

@@ -18,10 +18,12 @@ struct ResponsePlan: Equatable {
     var connectionHeader: ConnectionHeader
 
     /// `status` is final (>= 200). `clientKeepAlive` is what the request asked for (and Huddle allows).
+    /// `rechunked`: Huddle writes the body to the client in chunks of its own (gzip), whatever the backend's framing.
     static func make(status: Int, framing: BodyFraming, serverKeepAlive: Bool, clientKeepAlive: Bool,
-                     clientIsHTTP10: Bool, shuttingDown: Bool) -> ResponsePlan {
-        // A body delimited by the server closing can only reach the client delimited the same way.
-        let closeClient = framing == .untilClose || !clientKeepAlive || shuttingDown
+                     clientIsHTTP10: Bool, shuttingDown: Bool, rechunked: Bool = false) -> ResponsePlan {
+        // A body delimited by the server closing can only reach the client delimited the same way, unless Huddle
+        // delimits it with chunks of its own.
+        let closeClient = (framing == .untilClose && !rechunked) || !clientKeepAlive || shuttingDown
         let header: ConnectionHeader = closeClient ? .close : (clientIsHTTP10 ? .keepAlive : .none)
         return ResponsePlan(framing: framing, closeClient: closeClient,
                             upstreamReusable: serverKeepAlive && framing != .untilClose, connectionHeader: header)

@@ -26,6 +26,13 @@ struct ResponseRelay: ~Copyable {
     var started = false
     var upstreamReusable = false
     var closeClient = false
+    /// The body is gzip-compressed into chunks on its way to the client (decided once per response head, in
+    /// ResponseRelay+Gzip.swift); nil on the plain path. Dropped once its last chunk is written.
+    var gzip: GzipChunkEncoder?
+    /// gzip: the backend's last read found nothing (EAGAIN): flush what zlib holds.
+    var backendDrained = false
+    /// gzip: body bytes this connection may still compress before it lets the worker's other connections run.
+    var turnBudget = 0
 
     mutating func reset() {
         parser.reset()
@@ -51,13 +58,15 @@ struct ResponseRelay: ~Copyable {
         bodyDone = false
         upstreamReusable = false
         closeClient = false
+        gzip = nil
+        backendDrained = false
     }
 
     var outputLeft: Int { output.readableCountOrZero }
     var hasPendingOutput: Bool { outputLeft > 0 || bodyReady > 0 }
     var inputLeft: Int { input.readableCountOrZero }
     /// The last byte of the response has been written to the client.
-    var isComplete: Bool { headDone && bodyDone && bodyReady == 0 && outputLeft == 0 }
+    var isComplete: Bool { headDone && bodyDone && bodyReady == 0 && outputLeft == 0 && gzip == nil }
 
     /// Parses what has arrived of the response head.
     mutating func parseHead() -> HTTPParseResult {
@@ -65,10 +74,15 @@ struct ResponseRelay: ~Copyable {
     }
 
     /// Rewrites the head the parser just completed (its bytes are at the front of `input`) into `output`.
-    mutating func writeHead(status: Int, connection: ResponsePlan.ConnectionHeader, upgrade: Bool, pool: BufferPool) {
-        if output == nil { output = pool.acquire(minimumCapacity: head.headLength + 256) }
+    /// `gzip` (gzip server blocks only, when the response is compressible) rewrites the fields compression concerns.
+    mutating func writeHead(status: Int, connection: ResponsePlan.ConnectionHeader, upgrade: Bool, pool: BufferPool,
+                            gzip: GzipHeadEdit? = nil) {
+        // Room for the status line and the fields Huddle adds (Connection, Transfer-Encoding; with gzip also
+        // Content-Encoding, Vary and weakened ETags).
+        let room = head.headLength + (gzip == nil ? 256 : 512)
+        if output == nil { output = pool.acquire(minimumCapacity: room) }
         if output.unwrapped.readableCount == 0 { output.unwrapped.clear() }
-        if output.unwrapped.writableCount < head.headLength + 256 { output.unwrapped.compact() }
+        if output.unwrapped.writableCount < room { output.unwrapped.compact() }
         let bytes = input.unwrapped.readableBytes
         var o = output.take()!
         o.append("HTTP/1.1 ")
@@ -77,16 +91,20 @@ struct ResponseRelay: ~Copyable {
         o.append(HTTPStatus.reasonPhrase(status))
         o.append("\r\n")
         let nominated = ConnectionOptions.nominatesOthers(head.headers, bytes)
-        for h in head.headers {
-            if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
-            // Only ordinary fields: a Connection option never removes the framing (Content-Length) or Host.
-            if nominated && h.kind == .other && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
-            o.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
-            o.append(": ")
-            o.append(UnsafeRawBufferPointer(rebasing: bytes[h.value]))
-            o.append("\r\n")
+        if let gzip {
+            Self.appendFields(head.headers, bytes, nominated: nominated, gzip: gzip, into: &o)
+        } else {
+            for h in head.headers {
+                if h.isHopByHop && !(upgrade && h.kind == .upgrade) { continue }
+                // Only ordinary fields: a Connection option never removes the framing (Content-Length) or Host.
+                if nominated && h.kind == .other && ConnectionOptions.nominates(h.name, in: head.headers, bytes) { continue }
+                o.append(UnsafeRawBufferPointer(rebasing: bytes[h.name]))
+                o.append(": ")
+                o.append(UnsafeRawBufferPointer(rebasing: bytes[h.value]))
+                o.append("\r\n")
+            }
         }
-        if head.isChunked && status >= 200 { o.append("Transfer-Encoding: chunked\r\n") }
+        if (head.isChunked || gzip?.compress == true) && status >= 200 { o.append("Transfer-Encoding: chunked\r\n") }
         switch connection {
         case .none: break
         case .close: o.append("Connection: close\r\n")

@@ -99,9 +99,6 @@ public final class Proxy: @unchecked Sendable {
         for u in c.upstreams {
             for s in u.servers where s.resolve { log.warn("server \(s.address) (\(s.location)): resolve is accepted but names are resolved once, at start and on reload") }
         }
-        for b in c.servers {
-            if b.gzip.enabled { log.warn("server block at \(b.location): gzip is accepted but compression is not implemented in this build") }
-        }
     }
 
     public var runtime: RuntimeConfig { state.withLock { $0.runtime } }

@@ -161,12 +161,15 @@ public final class ServerBlockRuntime: Sendable {
     public let listenAddresses: [SocketAddress]
     /// Certificates for its `tls` listeners, loaded when the snapshot was built (so a reload re-reads them).
     public let tls: ServerTLSContext?
+    /// nil when gzip is off in this block.
+    public let gzip: GzipRuntime?
 
     init(config: ServerBlockConfig, routes: [RouteRuntime], listenAddresses: [SocketAddress], tls: ServerTLSContext?) {
         self.config = config
         self.routes = routes
         self.listenAddresses = listenAddresses
         self.tls = tls
+        gzip = config.gzip.enabled ? GzipRuntime(config.gzip) : nil
     }
 
     /// Longest-prefix match over the request path bytes.

@@ -4,8 +4,10 @@ extension Worker {
     /// idle worker's figures are never more than about a second old.
     func publishStats() {
         published.publish(WorkerFigures(sessions: counters.clientConnections, tunnels: counters.tunnels, upstreamConnections: counters.upstreamConnections,
-                                        buffersInUse: loop.buffers.outstanding, buffersCached: loop.buffers.cachedCount,
-                                        pipesInUse: loop.pipes.outstanding, pipesCached: loop.pipes.cachedCount),
+                                        buffersInUse: loop.buffers.outstanding + gzipBuffers.outstanding,
+                                        buffersCached: loop.buffers.cachedCount + gzipBuffers.cachedCount,
+                                        pipesInUse: loop.pipes.outstanding, pipesCached: loop.pipes.cachedCount,
+                                        gzipStreamsInUse: gzipStreams.outstanding, gzipStreamsCached: gzipStreams.cachedCount),
                           atMs: loop.now, shuttingDown: shuttingDown)
     }
 }

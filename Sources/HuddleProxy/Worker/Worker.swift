@@ -20,6 +20,15 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     let counters = LoopCounters()
     /// Parsing and relay state lent to exchanges in progress.
     let exchanges = ExchangePool<Net>()
+    /// zlib deflate streams lent to responses while they are compressed.
+    let gzipStreams = GzipStreamPool()
+    /// 64 KiB buffers for compressed responses (the backend's input and the chunk buffer): a quarter of the read and
+    /// write calls 16 KiB ones would take for the same body.
+    let gzipBuffers: BufferPool = {
+        let pool = BufferPool(bufferSize: 64 * 1024)
+        pool.maxCached = 64
+        return pool
+    }()
     private(set) var upstreamPool: UpstreamPool<Net>!
     var acceptPausedForLimit = false
     /// A connection closed while accepting was paused at the limit: accepting resumes at the end of this loop turn
@@ -181,6 +190,9 @@ final class WorkerHousekeeping<Net: Network>: TimerNode {
         worker.loop.buffers.trim(keep: 32)
         worker.loop.pipes.trim(keep: 8)
         worker.exchanges.trim(keep: 32)
+        // A deflate stream holds ~270 KiB: keep few beyond what the last second's peak needed.
+        worker.gzipStreams.trim(keep: 2)
+        worker.gzipBuffers.trim(keep: 4)
         worker.loop.timers.schedule(self, at: now + 1000)
     }
 }

@@ -11,15 +11,19 @@ public struct WorkerFigures: Sendable, Equatable {
     public var tunnels = 0
     /// Open backend connections, pooled idle ones included.
     public var upstreamConnections = 0
-    /// Pooled I/O buffers currently lent out (an idle connection or tunnel holds none).
+    /// Pooled I/O buffers currently lent out (an idle connection or tunnel holds none); gzip's 64 KiB ones included.
     public var buffersInUse = 0
     public var buffersCached = 0
     /// Splice pipes currently lent out (an idle tunnel holds none).
     public var pipesInUse = 0
     public var pipesCached = 0
+    /// zlib deflate streams lent to responses being compressed (0 at rest), and reset ones kept for reuse.
+    public var gzipStreamsInUse = 0
+    public var gzipStreamsCached = 0
 
     public init(sessions: Int = 0, tunnels: Int = 0, upstreamConnections: Int = 0, buffersInUse: Int = 0,
-                buffersCached: Int = 0, pipesInUse: Int = 0, pipesCached: Int = 0) {
+                buffersCached: Int = 0, pipesInUse: Int = 0, pipesCached: Int = 0, gzipStreamsInUse: Int = 0,
+                gzipStreamsCached: Int = 0) {
         self.sessions = sessions
         self.tunnels = tunnels
         self.upstreamConnections = upstreamConnections
@@ -27,6 +31,8 @@ public struct WorkerFigures: Sendable, Equatable {
         self.buffersCached = buffersCached
         self.pipesInUse = pipesInUse
         self.pipesCached = pipesCached
+        self.gzipStreamsInUse = gzipStreamsInUse
+        self.gzipStreamsCached = gzipStreamsCached
     }
 }
 
@@ -70,6 +76,8 @@ struct PublishedFigures: ~Copyable, Sendable {
     let buffersCached = Atomic<Int>(0)
     let pipesInUse = Atomic<Int>(0)
     let pipesCached = Atomic<Int>(0)
+    let gzipStreamsInUse = Atomic<Int>(0)
+    let gzipStreamsCached = Atomic<Int>(0)
 
     func store(_ f: WorkerFigures, atMs t: Int64) {
         atMs.store(t, ordering: .relaxed)
@@ -80,13 +88,17 @@ struct PublishedFigures: ~Copyable, Sendable {
         buffersCached.store(f.buffersCached, ordering: .relaxed)
         pipesInUse.store(f.pipesInUse, ordering: .relaxed)
         pipesCached.store(f.pipesCached, ordering: .relaxed)
+        gzipStreamsInUse.store(f.gzipStreamsInUse, ordering: .relaxed)
+        gzipStreamsCached.store(f.gzipStreamsCached, ordering: .relaxed)
     }
 
     func load() -> (figures: WorkerFigures, publishedAtMs: Int64) {
         (WorkerFigures(sessions: sessions.load(ordering: .relaxed), tunnels: tunnels.load(ordering: .relaxed),
                        upstreamConnections: upstreamConnections.load(ordering: .relaxed),
                        buffersInUse: buffersInUse.load(ordering: .relaxed), buffersCached: buffersCached.load(ordering: .relaxed),
-                       pipesInUse: pipesInUse.load(ordering: .relaxed), pipesCached: pipesCached.load(ordering: .relaxed)),
+                       pipesInUse: pipesInUse.load(ordering: .relaxed), pipesCached: pipesCached.load(ordering: .relaxed),
+                       gzipStreamsInUse: gzipStreamsInUse.load(ordering: .relaxed),
+                       gzipStreamsCached: gzipStreamsCached.load(ordering: .relaxed)),
          atMs.load(ordering: .relaxed))
     }
 }
