@@ -145,7 +145,7 @@ final class KubernetesExamplesTests: HuddleTestCase {
         if let n = value as? Int { return Double(n) }
         if let n = value as? Double { return n }
         guard let s = value as? String else { return nil }
-        let suffixes: [(String, Double)] = [("Ki", 1024), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+        let suffixes: [(String, Double)] = [("Ki", 0x1p10), ("Mi", 0x1p20), ("Gi", 0x1p30), ("Ti", 0x1p40),
                                             ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("m", 1e-3)]
         for (suffix, factor) in suffixes where s.hasSuffix(suffix) {
             return Double(s.dropLast(suffix.count)).map { $0 * factor }
