@@ -65,10 +65,11 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "keepalive", arguments: 1...1),
         DirectiveSpec(name: "keepalive_timeout", arguments: 1...1),
         DirectiveSpec(name: "retries", arguments: 1...1),
+        DirectiveSpec(name: "send_proxy_protocol", arguments: 1...1),
     ]
 
     private static let serverSpecs: [DirectiveSpec] = [
-        DirectiveSpec(name: "listen", arguments: 1...1, flags: ["tls"], repeatable: true),
+        DirectiveSpec(name: "listen", arguments: 1...1, flags: ["tls", "proxy_protocol"], repeatable: true),
         DirectiveSpec(name: "tls_certificate", arguments: 1...1),
         DirectiveSpec(name: "tls_certificate_key", arguments: 1...1),
         DirectiveSpec(name: "header_timeout", arguments: 1...1),

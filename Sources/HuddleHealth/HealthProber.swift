@@ -19,14 +19,20 @@ public struct ProbeSpec: Sendable, Equatable {
     public var rise: Int
     public var fall: Int
     public var expect: [ClosedRange<Int>]
+    /// The upstream's `send_proxy_protocol`: a server that expects a PROXY protocol header on every connection
+    /// would refuse a probe without one, so an HTTP probe sends one too (v2 LOCAL; v1 naming the probe's own
+    /// connection, as the specification recommends for health checks).
+    public var proxyProtocol: ProxyProtocolHeader.Version?
 
-    public init(kind: Kind, intervalMs: Int64, timeoutMs: Int64, rise: Int, fall: Int, expect: [ClosedRange<Int>]) {
+    public init(kind: Kind, intervalMs: Int64, timeoutMs: Int64, rise: Int, fall: Int, expect: [ClosedRange<Int>],
+                proxyProtocol: ProxyProtocolHeader.Version? = nil) {
         self.kind = kind
         self.intervalMs = intervalMs
         self.timeoutMs = timeoutMs
         self.rise = rise
         self.fall = fall
         self.expect = expect
+        self.proxyProtocol = proxyProtocol
     }
 }
 
@@ -183,11 +189,24 @@ final class Probe: TimerNode, EventHandler {
         case .tcp:
             finish(ok: true, detail: "connected in \(loop.now - startedMs) ms")
         case .http(let path, let host):
-            request = Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: huddle-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
+            request = proxyHeader() + Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: huddle-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
             sent = 0
             input.removeAll(keepingCapacity: true)
             stage = .sending
             send()
+        }
+    }
+
+    private func proxyHeader() -> [UInt8] {
+        switch target.spec.proxyProtocol {
+        case nil: return []
+        case .v2?: return ProxyProtocolWriter.v2Local()
+        case .v1?:
+            // v1 has no LOCAL: the probe's own connection, which the server can check against the socket.
+            func endpoint(_ a: SocketAddress?) -> ProxyEndpoint? {
+                a.flatMap { a in IPAddress(bytes: a.ipBytes).map { ProxyEndpoint(address: $0, port: a.port) } }
+            }
+            return ProxyProtocolWriter.v1(source: endpoint(Sys.localAddress(fd)), destination: endpoint(Sys.peerAddress(fd)))
         }
     }
 

@@ -122,6 +122,16 @@ public enum Sys {
         return ok ? SocketAddress(storage: storage) : nil
     }
 
+    /// The connected peer of a socket (getpeername).
+    public static func peerAddress(_ fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) == 0 }
+        }
+        return ok ? SocketAddress(storage: storage) : nil
+    }
+
     /// The pending error of a socket (SO_ERROR), 0 if none: how a non-blocking connect reports its outcome.
     public static func socketError(_ fd: Int32) -> Int32 { huddle_socket_error(fd) }
 

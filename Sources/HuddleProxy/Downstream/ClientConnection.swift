@@ -9,6 +9,8 @@ import HuddleSys
 // SAFETY: on its worker's loop thread only.
 final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     enum Phase {
+        /// On a `proxy_protocol` listener, before anything else: reading the PROXY protocol header.
+        case proxyHeader
         /// Keep-alive: waiting for the first byte of the next request.
         case idle
         case readingHead
@@ -26,13 +28,24 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     // skips the strong-retain check that profiling showed on every access.
     unowned(unsafe) let worker: Worker<Net>
     let stream: Net.Stream
-    let peer: SocketAddress?
+    /// The other end of the socket. On a `proxy_protocol` listener that is the load balancer in front of Huddle.
+    let socketPeer: SocketAddress?
+    /// The client, as everything that names it reads it: the access log, X-Forwarded-For, Forwarded, error logs (and
+    /// anything keyed by client IP). The socket's peer, or the source address a PROXY protocol header named.
+    private(set) var client: SocketAddress?
+    /// What the client connected to, when a PROXY protocol header said; nil: this socket's own local address.
+    private(set) var clientDestination: SocketAddress?
     var registration = Registration.none
     /// The socket (closed when dropped) and this connection's place in the worker's count.
     private var owner: StreamOwner?
     private var counted: CountToken?
     /// The client's IP as text, formatted once per connection (X-Forwarded-For, access log).
-    private var peerIP: [UInt8] = []
+    private var clientIP: [UInt8] = []
+    /// Reads the PROXY protocol header while `phase` is `.proxyHeader` (nil on other listeners).
+    var proxyHeaderParser: ProxyProtocolParser?
+    /// A backend connection that carried this client's PROXY protocol header (`send_proxy_protocol`), idle between
+    /// this connection's requests: only this connection may reuse it, and it closes with it.
+    var privateUpstream: UpstreamConnection<Net>?
     var snapshot: RuntimeConfig
     var block: ServerBlockRuntime
     /// Which server block of `snapshot` this connection's listener belongs to.
@@ -64,11 +77,17 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     var lastActivity: Int64 = 0
     var phaseStart: Int64 = 0
 
-    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int, listenKey: String) {
+    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int, listenKey: String,
+         proxyProtocol: Bool = false) {
         self.listenKey = listenKey
         self.worker = worker
         self.stream = stream
-        self.peer = peer
+        socketPeer = peer
+        client = peer
+        if proxyProtocol {
+            phase = .proxyHeader
+            proxyHeaderParser = ProxyProtocolParser()
+        }
         self.snapshot = snapshot
         self.blockIndex = blockIndex
         block = snapshot.serverBlocks[blockIndex]
@@ -79,10 +98,17 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
 
     var loop: EventLoop { worker.loop }
     var log: ErrorLog { worker.errorLog }
-    var peerText: String { peer?.description ?? "-" }
-    var peerIPText: [UInt8] {
-        if peerIP.isEmpty { peerIP = Array((peer?.ipString ?? "unknown").utf8) }
-        return peerIP
+    var clientText: String { client?.description ?? "-" }
+    var clientIPText: [UInt8] {
+        if clientIP.isEmpty { clientIP = Array((client?.ipString ?? "unknown").utf8) }
+        return clientIP
+    }
+
+    /// A PROXY protocol header named the original connection: its source is the client from now on.
+    func setClient(_ source: SocketAddress, destination: SocketAddress) {
+        client = source
+        clientDestination = destination
+        clientIP = []
     }
 
     func start() {
@@ -135,6 +161,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private func step() {
         while true {
             switch phase {
+            case .proxyHeader:
+                if !readProxyHeader() { return }
             case .idle, .readingHead:
                 if !readHead() { return }
             case .connecting:
@@ -157,6 +185,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private func currentDeadline() -> Int64 {
         let b = block.config
         switch phase {
+        case .proxyHeader: return phaseStart + b.headerTimeout
         case .idle: return lastActivity + (worker.shuttingDown ? 0 : b.idleTimeout)
         case .readingHead: return phaseStart + b.headerTimeout
         case .connecting: return phaseStart + (exchange?.plan?.route.upstream.config.connectTimeout ?? 2000)
@@ -183,10 +212,14 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             return
         }
         switch phase {
+        case .proxyHeader:
+            // No HTTP answer: what was sent may not be HTTP, and nothing was answered to its sender yet.
+            log.warn("client \(socketPeer?.description ?? "-"): no complete PROXY protocol header within header_timeout (\(block.config.headerTimeout)ms, \(inBuf?.readableCount ?? 0) bytes received); closing")
+            close()
         case .idle:
             close()
         case .readingHead:
-            log.info("client \(peerText): header_timeout (\(block.config.headerTimeout)ms) reached with \(inBuf?.readableCount ?? 0) bytes of request head; answering 408 and closing")
+            log.info("client \(clientText): header_timeout (\(block.config.headerTimeout)ms) reached with \(inBuf?.readableCount ?? 0) bytes of request head; answering 408 and closing")
             answerLocally(status: 408, message: "request head not received in time", close: true)
         case .connecting:
             upstreamFailed(.connectTimeout)
@@ -195,7 +228,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         case .sendingLocal:
             close()
         case .tunnel:
-            log.debug("tunnel \(peerText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
+            log.debug("tunnel \(clientText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
             close()
         case .closed:
             break
@@ -225,7 +258,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     func shutdownRequested() {
         exchange?.clientKeepAlive = false
         switch phase {
-        case .idle: close()
+        case .idle, .proxyHeader: close()
         case .tunnel: tunnel?.beginShutdown()
         default: break
         }
@@ -233,7 +266,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
 
     /// Something went wrong that leaves nothing to answer (shutdown_timeout, a broken client socket).
     func abort(reason: String?) {
-        if let r = reason { log.info("client \(peerText): \(r)") }
+        if let r = reason { log.info("client \(clientText): \(r)") }
         close()
     }
 
@@ -244,6 +277,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         loop.timers.cancel(self)
         tunnel = nil
         endExchange()
+        privateUpstream?.close()
+        privateUpstream = nil
         worker.network.deregister(stream, registration, on: loop)
         registration = .none
         owner = nil

@@ -175,6 +175,8 @@ public final class RuntimeConfig: Sendable {
 
     /// Which server block each listen address (as `SocketAddress.description`) belongs to.
     public let listenIndex: [String: Int]
+    /// The listen addresses marked `proxy_protocol`: their connections open with a PROXY protocol header.
+    public let proxyProtocolListenKeys: Set<String>
 
     init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime]) {
         self.config = config
@@ -182,8 +184,15 @@ public final class RuntimeConfig: Sendable {
         self.upstreams = upstreams
         self.serverBlocks = serverBlocks
         var index: [String: Int] = [:]
-        for (i, b) in serverBlocks.enumerated() { for a in b.listenAddresses { index[a.description] = i } }
+        var proxyProtocol = Set<String>()
+        for (i, b) in serverBlocks.enumerated() {
+            for (a, l) in zip(b.listenAddresses, b.config.listens) {
+                index[a.description] = i
+                if l.proxyProtocol { proxyProtocol.insert(a.description) }
+            }
+        }
         listenIndex = index
+        proxyProtocolListenKeys = proxyProtocol
     }
 
     /// Every listen address of the config, as `SocketAddress.description`, in config order.
