@@ -43,7 +43,12 @@ extension ClientConnection {
             case .wouldBlock:
                 canRead = false
             case .done(0):
-                log.warn("client \(socketPeerText): closed the connection before a complete PROXY protocol header (\(inBuf?.readableCount ?? 0) bytes received)")
+                if let n = inBuf?.readableCount, n > 0 {
+                    log.warn("client \(socketPeerText): closed the connection before a complete PROXY protocol header (\(n) bytes received)")
+                } else {
+                    // What a load balancer's TCP health check does: not worth a warning.
+                    log.debug("client \(socketPeerText): closed the connection without sending anything")
+                }
                 close()
                 return false
             case .done(let n):
