@@ -14,13 +14,14 @@ final class ProxyProtocolTests: HuddleTestCase {
     /// A second listen address of the same server block, without proxy_protocol.
     private var plainPort: UInt16 = 0
 
-    private func start(sendProxy: String? = nil, headerTimeout: String = "10s") throws {
+    private func start(sendProxy: String? = nil, headerTimeout: String = "10s", upstreamExtra: String = "") throws {
         backend = try PythonPeer(script: "raw_backend.py", arguments: sendProxy == nil ? [] : ["--proxy-protocol"], recordDirectory: true)
         plainPort = Harness.freePort()
         huddle = try HuddleProcess(config: """
         upstream app {
             server 127.0.0.1:\(backend.port) name=raw;
             \(sendProxy.map { "send_proxy_protocol \($0);" } ?? "")
+            \(upstreamExtra)
         }
         server {
             listen 127.0.0.1:{PORT} proxy_protocol;
@@ -263,5 +264,30 @@ final class ProxyProtocolTests: HuddleTestCase {
         assertStarts(connection(of: "/c1"), with: Self.v2([127, 0, 0, 1], [127, 0, 0, 1], c.localPort, plainPort), "plain client")
         XCTAssertEqual(connection(of: "/a2")?.id, connection(of: "/a1")?.id)
         XCTAssertEqual(backend.connections().count, 3)
+    }
+
+    /// A server that needs the header on every connection would fail probes without one: HTTP probes send v2 LOCAL
+    /// (the probe is Huddle's own connection), or for v1 a line naming the probe's own connection.
+    func testHealthProbesSendAHeaderToo() throws {
+        for version in ["v2", "v1"] {
+            try start(sendProxy: version, upstreamExtra: "health_check /hc interval=200ms timeout=1s;")
+            var probe: [String: Any]?
+            XCTAssertTrue(Harness.waitFor(10) {
+                probe = self.backend.requests().first { $0.target == "/hc" }?.object["proxy"] as? [String: Any]
+                return probe != nil
+            }, "\(version): no probe reached the backend with a header; records: \(backend.connections().map { $0.bytes.escapedForDisplay })")
+            if version == "v2" {
+                XCTAssertEqual(probe?["command"] as? String, "LOCAL")
+                XCTAssertEqual(probe?["length"] as? Int, 0)
+            } else {
+                XCTAssertEqual(probe?["family"] as? String, "TCP4")
+                XCTAssertEqual(probe?["src"] as? String, "127.0.0.1")
+                XCTAssertEqual(probe?["dst"] as? String, "127.0.0.1")
+                XCTAssertEqual(probe?["dport"] as? Int, Int(backend.port))
+            }
+            XCTAssertFalse(huddle.log.contains("raw: healthy -> unhealthy"), huddle.log.suffix(1500).description)
+            huddle.stop()
+            backend.stop()
+        }
     }
 }
