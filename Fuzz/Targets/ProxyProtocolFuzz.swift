@@ -28,13 +28,16 @@ func feedProxy(_ parser: ProxyProtocolParser, _ buf: ExactBytes, _ ends: [Int]) 
     return result
 }
 
+/// All of the input, for a failure message (the last delivery left the bytes after it poisoned).
+func unpoisoned(_ buf: ExactBytes) -> [UInt8] { Array(buf.window(0, buf.count)) }
+
 func checkProxySplitsAgree(_ parser: ProxyProtocolParser, _ buf: ExactBytes, _ plans: [[Int]], what: String) -> ProxyProtocolParseResult {
     let whole = feedProxy(parser, buf, [buf.count])
     let bytewise = feedProxy(parser, buf, byteByByte(buf.count))
-    require(bytewise == whole, "\(what): byte by byte \(bytewise) vs whole \(whole) for \(show(buf.all))")
+    require(bytewise == whole, "\(what): byte by byte \(bytewise) vs whole \(whole) for \(show(unpoisoned(buf)))")
     for plan in plans {
         let split = feedProxy(parser, buf, plan)
-        require(split == whole, "\(what): split \(plan) gave \(split) vs whole \(whole) for \(show(buf.all))")
+        require(split == whole, "\(what): split \(plan) gave \(split) vs whole \(whole) for \(show(unpoisoned(buf)))")
     }
     var used = parser
     _ = used.parse(buf.prefix(buf.count))
