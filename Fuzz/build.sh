@@ -27,12 +27,12 @@ if command -v ld.lld >/dev/null 2>&1 || [ -x "$(dirname "$(command -v "$SWIFTC")
   link_flags+=(-use-ld=lld)
 fi
 
-all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key)
+all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key proxy-protocol)
 
 module_of() {
   case "$1" in
     config-parser) echo HuddleConfig ;;
-    request-parser|response-parser|chunked-scanner|websocket-frames|group-key) echo HuddleHTTP ;;
+    request-parser|response-parser|chunked-scanner|websocket-frames|group-key|proxy-protocol) echo HuddleHTTP ;;
     *) echo "unknown fuzz target: $1 (known: ${all_targets[*]})" >&2; return 1 ;;
   esac
 }
@@ -46,6 +46,7 @@ target_sources() {
     websocket-frames) echo "$plain Fuzz/Targets/WebSocketFrameFuzz.swift" ;;
     config-parser)    echo "$plain Fuzz/Targets/ConfigParserFuzz.swift" ;;
     group-key)        echo "$plain Fuzz/Targets/GroupKeyFuzz.swift" ;;
+    proxy-protocol)   echo "$plain Fuzz/Targets/ProxyProtocolFuzz.swift" ;;
   esac
 }
 

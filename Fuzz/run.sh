@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-10}
 [ $# -gt 0 ] && shift
-all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key)
+all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key proxy-protocol)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -29,6 +29,7 @@ dict_of() {
     websocket-frames) echo Fuzz/dict/websocket.dict ;;
     config-parser) echo Fuzz/dict/config.dict ;;
     group-key) echo Fuzz/dict/groupkey.dict ;;
+    proxy-protocol) echo Fuzz/dict/proxy-protocol.dict ;;
   esac
 }
 

@@ -15,6 +15,7 @@ extension ConfigBuilder {
                 guard let address = listenAddress(ca[0]) else { continue }
                 var listen = ListenConfig(address: address, location: c.location)
                 listen.tls = ca.flags["tls"] != nil
+                listen.proxyProtocol = ca.flags["proxy_protocol"] != nil
                 block.listens.append(listen)
                 addressSites.append((address, ca[0].location, false))
             case "tls_certificate":

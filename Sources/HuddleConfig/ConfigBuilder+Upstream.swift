@@ -64,6 +64,8 @@ extension ConfigBuilder {
                 if let ms = duration(ca[0], of: c.name) { upstream.keepaliveTimeout = ms }
             case "retries":
                 if let n = integer(ca[0], of: c.name, in: 0...100) { upstream.retries = n }
+            case "send_proxy_protocol":
+                if let v = keyword(ca[0], of: c.name, among: ["v1", "v2"]) { upstream.sendProxyProtocol = ProxyProtocolVersion(rawValue: v)! }
             default:
                 preconditionFailure("unhandled upstream directive \(c.name)")
             }

@@ -66,10 +66,11 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "keepalive_timeout", arguments: 1...1),
         DirectiveSpec(name: "retries", arguments: 1...1),
         DirectiveSpec(name: "tls", arguments: 0...0, options: ["verify", "sni", "ca"]),
+        DirectiveSpec(name: "send_proxy_protocol", arguments: 1...1),
     ]
 
     private static let serverSpecs: [DirectiveSpec] = [
-        DirectiveSpec(name: "listen", arguments: 1...1, flags: ["tls"], repeatable: true),
+        DirectiveSpec(name: "listen", arguments: 1...1, flags: ["tls", "proxy_protocol"], repeatable: true),
         DirectiveSpec(name: "tls_certificate", arguments: 1...1, repeatable: true),
         DirectiveSpec(name: "tls_certificate_key", arguments: 1...1, repeatable: true),
         DirectiveSpec(name: "tls_protocols", arguments: 1...2),

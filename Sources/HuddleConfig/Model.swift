@@ -66,6 +66,9 @@ public struct AdminConfig: Sendable {
 
 public enum BalanceAlgorithm: String, Sendable { case p2c, hash, roundRobin = "round_robin" }
 
+/// The PROXY protocol version an upstream's connections start with (HAProxy's proxy-protocol.txt).
+public enum ProxyProtocolVersion: String, Sendable { case v1, v2 }
+
 public struct ServerConfig: Sendable {
     /// As written: `host:port`.
     public var address: ListenAddress
@@ -129,6 +132,9 @@ public struct UpstreamConfig: Sendable {
     public var retries: Int = 1
     /// TLS to the servers; nil: plain TCP.
     public var tls: UpstreamTLSConfig? = nil
+    /// `send_proxy_protocol v1|v2`: every new connection to this upstream's servers starts with a PROXY protocol header
+    /// naming the client; nil: none.
+    public var sendProxyProtocol: ProxyProtocolVersion? = nil
     public var location: SourceLocation
     public init(name: String, location: SourceLocation) {
         self.name = name
@@ -164,6 +170,9 @@ public struct RouteConfig: Sendable {
 public struct ListenConfig: Sendable {
     public var address: ListenAddress
     public var tls: Bool = false
+    /// `proxy_protocol`: every connection must open with a PROXY protocol header (v1 or v2), whose source address is
+    /// then the client's.
+    public var proxyProtocol: Bool = false
     public var location: SourceLocation
     public init(address: ListenAddress, location: SourceLocation) {
         self.address = address

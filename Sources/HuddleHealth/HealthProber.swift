@@ -23,22 +23,28 @@ public struct ProbeSpec: Sendable, Equatable {
     /// Probe over TLS, as the upstream's traffic goes: the context, and the server's host for SNI and verification.
     public var tls: ClientTLSContext?
     public var tlsHost: String
+    /// The upstream's `send_proxy_protocol`: a server that expects a PROXY protocol header on every connection
+    /// would refuse a probe without one, so an HTTP probe sends one too (v2 LOCAL; v1 naming the probe's own
+    /// connection, as the specification recommends for health checks).
+    public var proxyProtocol: ProxyProtocolHeader.Version?
 
     public static func == (a: ProbeSpec, b: ProbeSpec) -> Bool {
         a.kind == b.kind && a.intervalMs == b.intervalMs && a.timeoutMs == b.timeoutMs && a.rise == b.rise && a.fall == b.fall
-            && a.expect == b.expect && a.tls === b.tls && a.tlsHost == b.tlsHost
+            && a.expect == b.expect && a.tls === b.tls && a.tlsHost == b.tlsHost && a.proxyProtocol == b.proxyProtocol
     }
 
     public init(kind: Kind, intervalMs: Int64, timeoutMs: Int64, rise: Int, fall: Int, expect: [ClosedRange<Int>],
-                tls: ClientTLSContext? = nil, tlsHost: String = "") {
+                tls: ClientTLSContext? = nil, tlsHost: String = "", proxyProtocol: ProxyProtocolHeader.Version? = nil) {
         self.tls = tls
         self.tlsHost = tlsHost
+        self.proxyProtocol = proxyProtocol
         self.kind = kind
         self.intervalMs = intervalMs
         self.timeoutMs = timeoutMs
         self.rise = rise
         self.fall = fall
         self.expect = expect
+        self.proxyProtocol = proxyProtocol
     }
 }
 
@@ -195,6 +201,16 @@ final class Probe: TimerNode, EventHandler {
 
     private func connectedNow() {
         if let ctx = target.spec.tls, tls == nil {
+            // A PROXY protocol header goes on the raw connection, before the TLS handshake. It is a few dozen bytes
+            // into a fresh socket's empty send buffer: one write takes it whole.
+            let header = proxyHeader()
+            if !header.isEmpty {
+                let r = header.withUnsafeBytes { p in Result { () throws(Errno) -> IOResult<Int> in try Sys.write(fd, p.baseAddress!, p.count) } }
+                guard case .success(.done(let n)) = r, n == header.count else {
+                    finish(ok: false, detail: "could not send the PROXY protocol header")
+                    return
+                }
+            }
             guard let t = ctx.session(fd: fd, host: target.spec.tlsHost, cacheKey: "probe \(target.key)") else {
                 finish(ok: false, detail: "cannot start TLS: \(TLSErrors.drain())")
                 return
@@ -221,11 +237,24 @@ final class Probe: TimerNode, EventHandler {
         case .tcp:
             finish(ok: true, detail: "connected in \(loop.now - startedMs) ms")
         case .http(let path, let host):
-            request = Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: huddle-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
+            request = (tls == nil ? proxyHeader() : []) + Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: huddle-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
             sent = 0
             input.removeAll(keepingCapacity: true)
             stage = .sending
             send()
+        }
+    }
+
+    private func proxyHeader() -> [UInt8] {
+        switch target.spec.proxyProtocol {
+        case nil: return []
+        case .v2?: return ProxyProtocolWriter.v2Local()
+        case .v1?:
+            // v1 has no LOCAL: the probe's own connection, which the server can check against the socket.
+            func endpoint(_ a: SocketAddress?) -> ProxyEndpoint? {
+                a.flatMap { a in IPAddress(bytes: a.ipBytes).map { ProxyEndpoint(address: $0, port: a.port) } }
+            }
+            return ProxyProtocolWriter.v1(source: endpoint(Sys.localAddress(fd)), destination: endpoint(Sys.peerAddress(fd)))
         }
     }
 

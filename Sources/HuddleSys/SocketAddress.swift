@@ -28,6 +28,34 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
+    /// An address from its raw IP bytes in network order: 4 (IPv4) or 16 (IPv6); nil for any other count.
+    public init?(ipBytes: [UInt8], port: UInt16) {
+        switch ipBytes.count {
+        case 4:
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: ipBytes) }
+            self = .v4(sa)
+        case 16:
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: ipBytes) }
+            self = .v6(sa)
+        default:
+            return nil
+        }
+    }
+
+    /// The IP in network order: 4 bytes for IPv4, 16 for IPv6.
+    public var ipBytes: [UInt8] {
+        switch self {
+        case .v4(var a): return withUnsafeBytes(of: &a.sin_addr) { Array($0) }
+        case .v6(var a): return withUnsafeBytes(of: &a.sin6_addr) { Array($0) }
+        }
+    }
+
     /// Resolves a name with getaddrinfo (blocking: call only off the data path). IP literals resolve without a lookup.
     public static func resolve(host: String, port: UInt16) throws(Errno) -> [SocketAddress] {
         if let a = SocketAddress(ip: host, port: port) { return [a] }

@@ -64,6 +64,12 @@ public enum Sys {
     }
 
     /// Looks at the receive queue without consuming: `.done(0)` is EOF, `.done(n)` data waiting, `.wouldBlock` nothing yet.
+    /// Copies what the socket holds without consuming it (MSG_PEEK): a PROXY protocol header in front of a TLS
+    /// ClientHello is read this way, so the handshake's bytes stay for OpenSSL.
+    public static func peek(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        try checkNonBlocking { Glibc.recv(fd, buf, count, Int32(MSG_PEEK)) }
+    }
+
     public static func peek(_ fd: Int32) throws(Errno) -> IOResult<Int> {
         var byte: UInt8 = 0
         return try checkNonBlocking { Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) }
@@ -123,6 +129,16 @@ public enum Sys {
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let ok = withUnsafeMutablePointer(to: &storage) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) == 0 }
+        }
+        return ok ? SocketAddress(storage: storage) : nil
+    }
+
+    /// The connected peer of a socket (getpeername).
+    public static func peerAddress(_ fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) == 0 }
         }
         return ok ? SocketAddress(storage: storage) : nil
     }

@@ -37,6 +37,15 @@ final class ConfigErrorTests: XCTestCase {
         assertSingleError("access_log \"\";", at: (1, 12), contains: "expected stderr, stdout, off or a file path for \"access_log\", found \"\"")
     }
 
+    func testListenFlagErrors() {
+        let block = { (listen: String) in minimalUpstream + "server {\n  \(listen)\n  route / { upstream web; }\n}" }
+        assertSingleError(block("listen 8080 proxy_protocl;"), at: (3, 15),
+                          contains: "unknown option \"proxy_protocl\" for \"listen\" (expected one of: tls, proxy_protocol); did you mean \"proxy_protocol\"?")
+        assertSingleError(block("listen 8080 proxy_protocol proxy_protocol;"), at: (3, 30), contains: "duplicate \"proxy_protocol\" for \"listen\"")
+        assertSingleError(block("listen 8080 proxy_protocol=v2;"), at: (3, 15), contains: "for \"listen\"")
+        assertSingleError("server {\n  listen proxy_protocol;\n}", at: (2, 3), contains: "\"listen\" takes 1 argument, found 0")
+    }
+
     func testForgottenSemicolonBeforeTheNextLineIsHinted() {
         assertSingleError("workers 4\nshutdown_timeout 3s;", at: (2, 1),
                           contains: "\"workers\" takes 1 argument, found 3; is a \";\" missing at the end of line 1?")
@@ -119,6 +128,11 @@ final class ConfigErrorTests: XCTestCase {
         assertSingleError(inUpstream("passive_health 3;"), at: (3, 20), contains: "unexpected argument \"3\" for \"passive_health\" (expected one of: failures=, ejection=, max_ejected=, on_5xx=)")
         assertSingleError(inUpstream("connect_timeout 0;"), at: (3, 21), contains: "\"connect_timeout\" must be longer than 0")
         assertSingleError(inUpstream("retries 101;"), at: (3, 13), contains: "\"retries\" must be between 0 and 100, found 101")
+        assertSingleError(inUpstream("send_proxy_protocol v3;"), at: (3, 25),
+                          contains: "expected one of v1, v2 for \"send_proxy_protocol\", found \"v3\"")
+        assertSingleError(inUpstream("send_proxy_protocol;"), at: (3, 5), contains: "\"send_proxy_protocol\" takes 1 argument, found 0")
+        assertSingleError(inUpstream("send_proxy_protocol v1 v2;"), at: (3, 28), contains: "send_proxy_protocol")
+        assertSingleError(inUpstream("send_proxy_protocol v1;\n    send_proxy_protocol v2;"), at: (4, 5), contains: "duplicate \"send_proxy_protocol\"")
         assertSingleError("upstream \"my web\" { server 127.0.0.1:1; }", at: (1, 10), contains: "an upstream name may contain only letters")
     }
 

@@ -33,6 +33,7 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(u.keepalive, 64)
         XCTAssertEqual(u.keepaliveTimeout, 60_000)
         XCTAssertEqual(u.retries, 1)
+        XCTAssertNil(u.sendProxyProtocol)
         let s = u.servers[0]
         XCTAssertEqual(s.weight, 1)
         XCTAssertEqual(s.identity, "127.0.0.1:9001")
@@ -55,6 +56,7 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertTrue(b.tlsCertificates.isEmpty)
         XCTAssertEqual(b.tlsProtocols, [.tls12, .tls13])
         XCTAssertEqual(b.tlsHandshakeTimeout, 10_000)
+        XCTAssertFalse(b.listens[0].proxyProtocol)
         XCTAssertEqual(b.headerTimeout, 10_000)
         XCTAssertEqual(b.idleTimeout, 60_000)
         XCTAssertEqual(b.tunnelIdleTimeout, 3_600_000)
@@ -120,8 +122,9 @@ final class ConfigParserTests: XCTestCase {
                 keepalive 0;
                 keepalive_timeout 15s;
                 retries 0;
+                send_proxy_protocol v2;
             }
-            upstream rr { balance round_robin; server 10.0.0.1:80; }
+            upstream rr { balance round_robin; server 10.0.0.1:80; send_proxy_protocol v1; }
             """))
         XCTAssertEqual(c.upstreams.map(\.name), ["chat", "rr"])
         let u = c.upstreams[0]
@@ -152,7 +155,9 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(u.keepalive, 0)
         XCTAssertEqual(u.keepaliveTimeout, 15_000)
         XCTAssertEqual(u.retries, 0)
+        XCTAssertEqual(u.sendProxyProtocol, .v2)
         XCTAssertEqual(c.upstreams[1].balance, .roundRobin)
+        XCTAssertEqual(c.upstreams[1].sendProxyProtocol, .v1)
     }
 
     func testServerBlockDirectives() throws {
@@ -160,6 +165,8 @@ final class ConfigParserTests: XCTestCase {
             server {
                 listen 127.0.0.1:8080;
                 listen *:8443 tls;
+                listen 8444 proxy_protocol;
+                listen [::1]:8445 tls proxy_protocol;
                 tls_certificate /etc/huddle/cert.pem;
                 tls_certificate_key "/etc/huddle/key file.pem";
                 header_timeout 5s;
@@ -175,8 +182,9 @@ final class ConfigParserTests: XCTestCase {
             """))
         XCTAssertEqual(c.servers.count, 3)
         let b = c.servers[0]
-        XCTAssertEqual(b.listens.map(\.address.description), ["127.0.0.1:8080", "0.0.0.0:8443"])
-        XCTAssertEqual(b.listens.map(\.tls), [false, true])
+        XCTAssertEqual(b.listens.map(\.address.description), ["127.0.0.1:8080", "0.0.0.0:8443", "0.0.0.0:8444", "[::1]:8445"])
+        XCTAssertEqual(b.listens.map(\.tls), [false, true, false, true])
+        XCTAssertEqual(b.listens.map(\.proxyProtocol), [false, false, true, true])
         XCTAssertEqual(b.listens[1].location, SourceLocation(file: testFile, line: 4, column: 5))
         XCTAssertEqual(b.tlsCertificates.map(\.certificate), ["/etc/huddle/cert.pem"])
         XCTAssertEqual(b.tlsCertificates.map(\.key), ["/etc/huddle/key file.pem"])

@@ -14,6 +14,7 @@ struct ClosingProbe: Transport {
     func shutdownWrite() {}
     func closeTransport() { log.closed.append(fd) }
     var tls: TLSSession? { nil }
+    func writeRaw(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> { try write(buffer, count) }
 }
 
 final class ProbeLog { var closed: [Int32] = [] }

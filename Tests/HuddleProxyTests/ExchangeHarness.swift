@@ -29,10 +29,11 @@ final class ExchangeHarness {
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// A new client connection, accepted by the worker.
-    func client() -> MemoryConnection {
+    /// A new client connection, accepted by the worker (from 127.0.0.1:40000), as on a `proxy_protocol` listener if
+    /// asked.
+    func client(proxyProtocol: Bool = false) -> MemoryConnection {
         let (c, s) = net.newClient()
-        worker.adopt(s, peer: SocketAddress(ip: "127.0.0.1", port: 40000), blockIndex: 0)
+        worker.adopt(s, peer: SocketAddress(ip: "127.0.0.1", port: 40000), blockIndex: 0, proxyProtocol: proxyProtocol)
         return c
     }
 

@@ -121,6 +121,7 @@ struct MemoryStream: Transport {
     func closeTransport() { connection.proxyCloses += 1 }
 
     var tls: TLSSession? { nil }
+    func writeRaw(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> { try write(buffer, count) }
 }
 
 /// How a connect to a backend goes.

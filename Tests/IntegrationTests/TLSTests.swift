@@ -191,4 +191,42 @@ final class TLSTests: HuddleTestCase {
         XCTAssertTrue(Harness.waitFor(5) { h.log.contains("certificate verify failed") && h.log.contains("answering 502") }, h.log)
         XCTAssertEqual(peer.events.filter { $0.hasPrefix("request /wrong") }.count, 0, "nothing was sent to an unverified server")
     }
+
+    /// `listen ... tls proxy_protocol`: the PROXY header comes first on the raw connection, then the TLS handshake;
+    /// its source is the client the backend hears about.
+    func testProxyProtocolHeaderBeforeTheTLSHandshake() throws {
+        let backend = try Harness.startBackend("tls-pp")
+        defer { backend.stop() }
+        let h = try HuddleProcess(config: """
+        upstream app { server 127.0.0.1:\(backend.boundAddresses[0].port); }
+        server {
+            listen 127.0.0.1:{PORT} tls proxy_protocol;
+            tls_certificate \(a.cert); tls_certificate_key \(a.key);
+            route / { upstream app; }
+        }
+        """)
+        let script = """
+        import socket, ssl, sys
+        s = socket.create_connection(("127.0.0.1", \(h.port)))
+        s.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 51000 443\\r\\n")
+        ctx = ssl.create_default_context(cafile=sys.argv[1])
+        t = ctx.wrap_socket(s, server_hostname="a.test")
+        t.sendall(b"GET /headers HTTP/1.1\\r\\nHost: a.test\\r\\nConnection: close\\r\\n\\r\\n")
+        out = b""
+        while True:
+            d = t.recv(65536)
+            if not d:
+                break
+            out += d
+        sys.stdout.write(out.decode("latin-1"))
+        """
+        let r = try Harness.run("/usr/bin/env", ["python3", "-c", script, certs.caPath], timeout: 30)
+        XCTAssertTrue(r.text.hasPrefix("HTTP/1.1 200"), r.text + r.stderr)
+        XCTAssertTrue(r.text.contains("X-Forwarded-For: 203.0.113.7"), "the PROXY header's source is the client: \(r.text)")
+        XCTAssertTrue(r.text.contains("X-Forwarded-Proto: https"), r.text)
+        // Without the header, the handshake bytes are not a header: closed without an answer.
+        let plain = try sClient(h, ["-servername", "a.test"])
+        XCTAssertTrue(plain.contains("no peer certificate available") && !plain.contains("subject=CN"), "no handshake without a header: \(plain)")
+        XCTAssertTrue(Harness.waitFor(5) { h.log.contains("invalid PROXY protocol header") }, h.log)
+    }
 }

@@ -16,7 +16,7 @@ extension ClientConnection {
                     startExchange(x)
                     return true
                 case .error(let e):
-                    log.info("client \(peerText): bad request: \(e) (answering \(e.status))")
+                    log.info("client \(clientText): bad request: \(e) (answering \(e.status))")
                     answerLocally(status: e.status, message: "\(e.reason)", close: true)
                     return true
                 case .needMore:
@@ -24,7 +24,7 @@ extension ClientConnection {
                         if inBuf.unwrapped.readIndex > 0 {
                             inBuf.unwrapped.compact()
                         } else {
-                            log.info("client \(peerText): request head larger than max_header_size (\(block.config.maxHeaderSize)); answering 431")
+                            log.info("client \(clientText): request head larger than max_header_size (\(block.config.maxHeaderSize)); answering 431")
                             answerLocally(status: 431, message: "request header fields too large", close: true)
                             return true
                         }
@@ -41,7 +41,7 @@ extension ClientConnection {
             do {
                 r = try stream.read(inBuf.unwrapped.writePointer, inBuf.unwrapped.writableCount)
             } catch {
-                log.debug("client \(peerText): read failed: \(error)")
+                log.debug("client \(clientText): read failed: \(error)")
                 close()
                 return false
             }
@@ -50,7 +50,7 @@ extension ClientConnection {
                 canRead = false
             case .done(0):
                 if let n = inBuf?.readableCount, n > 0 {
-                    log.info("client \(peerText): closed the connection in the middle of a request head (\(n) bytes)")
+                    log.info("client \(clientText): closed the connection in the middle of a request head (\(n) bytes)")
                 }
                 close()
                 return false
@@ -101,7 +101,7 @@ extension ClientConnection {
         let decision = RequestRouter.decide(block: block, head: x.head, bytes: inBuf.unwrapped.readableBytes)
         switch decision {
         case .answer(let a):
-            if let why = a.logReason { log.info("client \(peerText): \(why); answering \(a.status)") }
+            if let why = a.logReason { log.info("client \(clientText): \(why); answering \(a.status)") }
             answerAfterHead(x, a)
         case .forward(let plan):
             x.plan = plan
@@ -123,19 +123,26 @@ extension ClientConnection {
         if x.request.head == nil { x.request.head = loop.buffers.acquire(minimumCapacity: x.head.headLength + 1024) }
         x.request.head.unwrapped.clear()
         let w = worker
-        let ipv6 = peer?.isIPv6 ?? false
-        x.logFields = peerIPText.withUnsafeBytes { ip in
+        let ipv6 = client?.isIPv6 ?? false
+        x.logFields = clientIPText.withUnsafeBytes { ip in
             ForwardedHead.write(into: &x.request.head!, head: x.head, bytes: inBuf.unwrapped.readableBytes, upgrade: x.upgrade != .none,
                                 clientIP: ip, clientIsIPv6: ipv6, proto: stream.tls == nil ? "http" : "https", logFields: w.accessLog.enabled,
                                 fallbackHost: { self.localAuthority }, newRequestId: { w.appendRequestId(into: &$0) })
         }
     }
 
-    /// This end of the connection as an authority (`ip:port`, IPv6 in brackets): the Host of an HTTP/1.0 request that
-    /// named none (RFC 9112 §3.3). Asked of the kernel only then.
+    /// What the client connected to as an authority (`ip:port`, IPv6 in brackets): the Host of an HTTP/1.0 request
+    /// that named none (RFC 9112 §3.3).
     var localAuthority: [UInt8] {
-        guard stream.fd >= 0, let a = Sys.localAddress(stream.fd) else { return Array("localhost".utf8) }
+        guard let a = clientLocalAddress else { return Array("localhost".utf8) }
         return Array(a.description.utf8)
+    }
+
+    /// What the client connected to: a PROXY protocol header's destination, else this socket's own address (asked of
+    /// the kernel only when needed).
+    var clientLocalAddress: SocketAddress? {
+        if let d = clientDestination { return d }
+        return stream.fd >= 0 ? Sys.localAddress(stream.fd) : nil
     }
 
     /// The exchange is done and the connection stays: the next request may already be buffered (pipelining).

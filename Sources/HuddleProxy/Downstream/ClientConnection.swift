@@ -13,6 +13,8 @@ import HuddleSys
 // which every call would run the generic code and look up type metadata at run time (about 6% of the CPU, measured).
 final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     enum Phase {
+        /// On a `proxy_protocol` listener, before anything else: reading the PROXY protocol header.
+        case proxyHeader
         /// A TLS listener's connection before its handshake completed.
         case handshaking
         /// Keep-alive: waiting for the first byte of the next request.
@@ -32,13 +34,24 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     // skips the strong-retain check that profiling showed on every access.
     unowned(unsafe) let worker: Worker<Net>
     let stream: Net.Stream
-    let peer: SocketAddress?
+    /// The other end of the socket. On a `proxy_protocol` listener that is the load balancer in front of Huddle.
+    let socketPeer: SocketAddress?
+    /// The client, as everything that names it reads it: the access log, X-Forwarded-For, Forwarded, error logs (and
+    /// anything keyed by client IP). The socket's peer, or the source address a PROXY protocol header named.
+    private(set) var client: SocketAddress?
+    /// What the client connected to, when a PROXY protocol header said; nil: this socket's own local address.
+    private(set) var clientDestination: SocketAddress?
     var registration = Registration.none
     /// The socket (closed when dropped) and this connection's place in the worker's count.
     private var owner: StreamOwner?
     private var counted: CountToken?
     /// The client's IP as text, formatted once per connection (X-Forwarded-For, access log).
-    private var peerIP: [UInt8] = []
+    private var clientIP: [UInt8] = []
+    /// Reads the PROXY protocol header while `phase` is `.proxyHeader` (nil on other listeners).
+    var proxyHeaderParser: ProxyProtocolParser?
+    /// A backend connection that carried this client's PROXY protocol header (`send_proxy_protocol`), idle between
+    /// this connection's requests: only this connection may reuse it, and it closes with it.
+    var privateUpstream: UpstreamConnection<Net>?
     var snapshot: RuntimeConfig
     var block: ServerBlockRuntime
     /// Which server block of `snapshot` this connection's listener belongs to.
@@ -70,26 +83,41 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     var lastActivity: Int64 = 0
     var phaseStart: Int64 = 0
 
-    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int, listenKey: String) {
+    init(worker: Worker<Net>, stream: Net.Stream, peer: SocketAddress?, snapshot: RuntimeConfig, blockIndex: Int, listenKey: String,
+         proxyProtocol: Bool = false) {
         self.listenKey = listenKey
         self.worker = worker
         self.stream = stream
-        self.peer = peer
+        socketPeer = peer
+        client = peer
+        if proxyProtocol {
+            phase = .proxyHeader
+            proxyHeaderParser = ProxyProtocolParser()
+        }
         self.snapshot = snapshot
         self.blockIndex = blockIndex
         block = snapshot.serverBlocks[blockIndex]
         owner = StreamOwner(stream)
         counted = CountToken(worker.counters, .clientConnections)
         super.init()
-        if stream.tls != nil { phase = .handshaking }
+        // A TLS connection starts with its handshake, unless a PROXY protocol header comes first (then the handshake
+        // follows the header).
+        if stream.tls != nil && !proxyProtocol { phase = .handshaking }
     }
 
     var loop: EventLoop { worker.loop }
     var log: ErrorLog { worker.errorLog }
-    var peerText: String { peer?.description ?? "-" }
-    var peerIPText: [UInt8] {
-        if peerIP.isEmpty { peerIP = Array((peer?.ipString ?? "unknown").utf8) }
-        return peerIP
+    var clientText: String { client?.description ?? "-" }
+    var clientIPText: [UInt8] {
+        if clientIP.isEmpty { clientIP = Array((client?.ipString ?? "unknown").utf8) }
+        return clientIP
+    }
+
+    /// A PROXY protocol header named the original connection: its source is the client from now on.
+    func setClient(_ source: SocketAddress, destination: SocketAddress) {
+        client = source
+        clientDestination = destination
+        clientIP = []
     }
 
     @_specialize(where Net == SocketNetwork)
@@ -124,6 +152,20 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
                     return
                 }
                 c.tcpConnected = true
+            }
+            // A PROXY protocol header goes out first, on the raw connection, before any TLS handshake.
+            if c.prefaceLeft > 0 && c.stream.tls != nil {
+                do {
+                    if case .wouldBlock = try c.writePreface() {
+                        c.canWrite = false
+                        return
+                    }
+                } catch {
+                    upstreamFailed(.reset(error))
+                    pump()
+                    return
+                }
+                if c.prefaceLeft > 0 { return }
             }
             if let t = c.stream.tls {
                 switch t.handshake() {
@@ -160,6 +202,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private func step() {
         while true {
             switch phase {
+            case .proxyHeader:
+                if !readProxyHeader() { return }
             case .handshaking:
                 if !driveHandshake() { return }
             case .idle, .readingHead:
@@ -184,6 +228,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     private func currentDeadline() -> Int64 {
         let b = block.config
         switch phase {
+        case .proxyHeader: return phaseStart + b.headerTimeout
         case .handshaking: return phaseStart + (worker.shuttingDown ? 0 : b.tlsHandshakeTimeout)
         case .idle: return lastActivity + (worker.shuttingDown ? 0 : b.idleTimeout)
         case .readingHead: return phaseStart + b.headerTimeout
@@ -212,13 +257,17 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             return
         }
         switch phase {
+        case .proxyHeader:
+            // No HTTP answer: what was sent may not be HTTP, and nothing was answered to its sender yet.
+            log.warn("client \(socketPeer?.description ?? "-"): no complete PROXY protocol header within header_timeout (\(block.config.headerTimeout)ms, \(inBuf?.readableCount ?? 0) bytes received); closing")
+            close()
         case .handshaking:
-            log.info("client \(peerText): TLS handshake not completed within tls_handshake_timeout (\(block.config.tlsHandshakeTimeout)ms); closing")
+            log.info("client \(clientText): TLS handshake not completed within tls_handshake_timeout (\(block.config.tlsHandshakeTimeout)ms); closing")
             close()
         case .idle:
             close()
         case .readingHead:
-            log.info("client \(peerText): header_timeout (\(block.config.headerTimeout)ms) reached with \(inBuf?.readableCount ?? 0) bytes of request head; answering 408 and closing")
+            log.info("client \(clientText): header_timeout (\(block.config.headerTimeout)ms) reached with \(inBuf?.readableCount ?? 0) bytes of request head; answering 408 and closing")
             answerLocally(status: 408, message: "request head not received in time", close: true)
         case .connecting:
             upstreamFailed(.connectTimeout)
@@ -227,7 +276,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         case .sendingLocal:
             close()
         case .tunnel:
-            log.debug("tunnel \(peerText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
+            log.debug("tunnel \(clientText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
             close()
         case .closed:
             break
@@ -252,7 +301,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             armTimer()
             return false
         case .failed(let why):
-            log.info("client \(peerText): TLS handshake failed: \(why)")
+            log.info("client \(clientText): TLS handshake failed: \(why)")
             close()
             return false
         }
@@ -279,7 +328,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     func shutdownRequested() {
         exchange?.clientKeepAlive = false
         switch phase {
-        case .idle, .handshaking: close()
+        case .idle, .handshaking, .proxyHeader: close()
         case .tunnel: tunnel?.beginShutdown()
         default: break
         }
@@ -287,7 +336,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
 
     /// Something went wrong that leaves nothing to answer (shutdown_timeout, a broken client socket).
     func abort(reason: String?) {
-        if let r = reason { log.info("client \(peerText): \(r)") }
+        if let r = reason { log.info("client \(clientText): \(r)") }
         close()
     }
 
@@ -298,6 +347,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         loop.timers.cancel(self)
         tunnel = nil
         endExchange()
+        privateUpstream?.close()
+        privateUpstream = nil
         worker.network.deregister(stream, registration, on: loop)
         registration = .none
         owner = nil

@@ -25,7 +25,7 @@ extension ClientConnection {
             if let s = worker.gzipStreams.acquire(level: gz.level) {
                 x.response.gzip = GzipChunkEncoder(stream: s, buffer: worker.gzipBuffers.acquire())
             } else {
-                log.error("gzip: zlib could not allocate a deflate stream; sending the response to \(peerText) uncompressed")
+                log.error("gzip: zlib could not allocate a deflate stream; sending the response to \(clientText) uncompressed")
                 compress = false
             }
         }
@@ -60,7 +60,7 @@ extension ClientConnection {
             upstreamFailed(.badResponse("\(e)"))
             return .ended
         case .failed:
-            log.error("gzip: zlib failed while compressing the response to \(peerText); closing")
+            log.error("gzip: zlib failed while compressing the response to \(clientText); closing")
             close()
             return .ended
         }
@@ -73,7 +73,7 @@ extension ClientConnection {
                     progressed = true
                 }
             } catch {
-                log.debug("client \(peerText): write failed: \(error)")
+                log.debug("client \(clientText): write failed: \(error)")
                 close()
                 return .ended
             }

@@ -24,7 +24,16 @@ extension ClientConnection {
                 if x.request.ready == 0 && !x.request.done && (inBuf?.readableCount ?? 0) > 0 {
                     if !classifyRequestBody(x) { return true }
                 }
-                if c.canWrite && x.request.hasPendingOutput {
+                // send_proxy_protocol: a new connection's header goes before the request.
+                if c.prefaceLeft > 0 && c.canWrite {
+                    do {
+                        if case .wouldBlock = try c.writePreface() { c.canWrite = false } else { progressed = true }
+                    } catch {
+                        upstreamFailed(.reset(error))
+                        return true
+                    }
+                }
+                if c.canWrite && x.request.hasPendingOutput && c.prefaceLeft == 0 {
                     do {
                         if case .wouldBlock = try x.request.write(to: c.stream, from: &inBuf) {
                             c.canWrite = false
@@ -74,7 +83,7 @@ extension ClientConnection {
                             progressed = true
                         }
                     } catch {
-                        log.debug("client \(peerText): write failed: \(error)")
+                        log.debug("client \(clientText): write failed: \(error)")
                         close()
                         return true
                     }
@@ -111,11 +120,11 @@ extension ClientConnection {
         case .ok:
             return true
         case .malformed(let e):
-            log.info("client \(peerText): bad chunked request body: \(e)")
+            log.info("client \(clientText): bad chunked request body: \(e)")
             refuseRequestBody(x, status: 400, message: "malformed chunked request body")
             return false
         case .tooLarge:
-            log.info("client \(peerText): request body exceeds max_body_size \(block.config.maxBodySize)")
+            log.info("client \(clientText): request body exceeds max_body_size \(block.config.maxBodySize)")
             refuseRequestBody(x, status: 413, message: "request body larger than max_body_size")
             return false
         }
@@ -137,7 +146,7 @@ extension ClientConnection {
         do {
             r = try stream.read(inBuf.unwrapped.writePointer, inBuf.unwrapped.writableCount)
         } catch {
-            log.info("client \(peerText): read failed in the middle of a request body: \(error)")
+            log.info("client \(clientText): read failed in the middle of a request body: \(error)")
             close()
             return .ended
         }
@@ -146,7 +155,7 @@ extension ClientConnection {
             canRead = false
             return .blocked
         case .done(0):
-            log.info("client \(peerText): closed the connection in the middle of a request body")
+            log.info("client \(clientText): closed the connection in the middle of a request body")
             close()
             return .ended
         case .done(let n):

@@ -22,7 +22,7 @@ extension ClientConnection {
         }
         let now = Sys.monotonicNs()
         let upstreamMicros = x.upstreamStartNs > 0 && x.servedBy != nil ? Int64((now &- x.upstreamStartNs) / 1000) : 0
-        peerIPText.withUnsafeBytes { ip in
+        clientIPText.withUnsafeBytes { ip in
             worker.accessLog.write(AccessRecord(
                 startWallMs: x.startWallMs, client: ip, requestLine: line, method: methodBytes, path: pathBytes,
                 referer: view(fields.referer), userAgent: view(fields.userAgent), requestId: view(fields.requestId),

@@ -53,7 +53,8 @@ public final class HealthDriver: TimerNode, @unchecked Sendable {
             for s in u.servers {
                 let kind: ProbeSpec.Kind = c.path.map { .http(path: $0, host: c.host ?? s.addressText) } ?? .tcp
                 let spec = ProbeSpec(kind: kind, intervalMs: c.interval, timeoutMs: c.timeout, rise: c.rise, fall: c.fall, expect: c.expect,
-                                     tls: u.tls, tlsHost: s.host)
+                                     tls: u.tls, tlsHost: s.host,
+                                     proxyProtocol: u.config.sendProxyProtocol.map { $0 == .v1 ? .v1 : .v2 })
                 targets.append(ProbeTarget(key: s.uid, address: s.address, spec: spec, health: s.health))
             }
         }

@@ -201,6 +201,8 @@ public final class RuntimeConfig: Sendable {
     public let tlsListens: Set<String>
     /// Session-ticket keys, shared by every TLS listener and kept across reloads (tickets survive a reload).
     public let ticketKeys: TicketKeyRing
+    /// The listen addresses marked `proxy_protocol`: their connections open with a PROXY protocol header.
+    public let proxyProtocolListenKeys: Set<String>
 
     init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime], ticketKeys: TicketKeyRing) {
         self.config = config
@@ -210,14 +212,17 @@ public final class RuntimeConfig: Sendable {
         self.ticketKeys = ticketKeys
         var index: [String: Int] = [:]
         var tls: Set<String> = []
+        var proxyProtocol = Set<String>()
         for (i, b) in serverBlocks.enumerated() {
-            for (j, a) in b.listenAddresses.enumerated() {
+            for (a, l) in zip(b.listenAddresses, b.config.listens) {
                 index[a.description] = i
-                if b.config.listens[j].tls { tls.insert(a.description) }
+                if l.tls { tls.insert(a.description) }
+                if l.proxyProtocol { proxyProtocol.insert(a.description) }
             }
         }
         listenIndex = index
         tlsListens = tls
+        proxyProtocolListenKeys = proxyProtocol
     }
 
     /// Every listen address of the config, as `SocketAddress.description`, in config order.

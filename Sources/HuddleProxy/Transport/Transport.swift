@@ -16,6 +16,8 @@ public protocol Transport {
     func write(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int>
     /// Two regions in one call (head + body); either may be empty.
     func writev(_ a: UnsafeRawPointer?, _ aCount: Int, _ b: UnsafeRawPointer?, _ bCount: Int) throws(Errno) -> IOResult<Int>
+    /// Bytes for the connection itself, below any TLS: a PROXY protocol header goes before the handshake.
+    func writeRaw(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int>
     /// No more bytes will be written (TCP FIN, TLS close_notify); reading goes on.
     func shutdownWrite()
     /// Releases the stream. Called once, by its `StreamOwner`.
@@ -77,6 +79,9 @@ public struct SocketTransport: Transport {
     @inline(__always) public func writev(_ a: UnsafeRawPointer?, _ aCount: Int, _ b: UnsafeRawPointer?, _ bCount: Int) throws(Errno) -> IOResult<Int> {
         if let t = tls { return try t.writev(a, aCount, b, bCount) }
         return try Sys.writev(fd, a, aCount, b, bCount)
+    }
+    public func writeRaw(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        try Sys.write(fd, buffer, count)
     }
     @inline(__always) public func shutdownWrite() {
         tls?.shutdown()

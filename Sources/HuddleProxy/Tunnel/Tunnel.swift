@@ -294,9 +294,9 @@ final class Tunnel<Net: Network> {
     private func ended(_ cause: EndCause) {
         switch cause {
         case .serverError(let why):
-            client.log.warn("tunnel \(client.peerText) <-> server \(server.addressText): \(why); closing both sides")
+            client.log.warn("tunnel \(client.clientText) <-> server \(server.addressText): \(why); closing both sides")
         case .clientError(let why):
-            client.log.debug("tunnel \(client.peerText) <-> server \(server.addressText): \(why); closing both sides")
+            client.log.debug("tunnel \(client.clientText) <-> server \(server.addressText): \(why); closing both sides")
         }
     }
 
@@ -305,9 +305,9 @@ final class Tunnel<Net: Network> {
     private func sourceEnded(_ d: borrowing TunnelDirection, fromServer: Bool) {
         if fromServer, let f = d.frames, !f.sawClose {
             serverGone = true
-            client.log.warn("tunnel \(client.peerText) <-> server \(server.addressText): the server closed the connection without a WebSocket Close frame")
+            client.log.warn("tunnel \(client.clientText) <-> server \(server.addressText): the server closed the connection without a WebSocket Close frame")
         } else {
-            client.log.debug("tunnel \(client.peerText) <-> server \(server.addressText): \(fromServer ? "server" : "client") finished sending")
+            client.log.debug("tunnel \(client.clientText) <-> server \(server.addressText): \(fromServer ? "server" : "client") finished sending")
         }
     }
 }

@@ -27,7 +27,7 @@ extension ClientConnection {
             if let f = x.upstream.lastFailure {
                 // A retry found no other server: the client learns what went wrong with the one that was tried.
                 let status = f.isTimeout ? 504 : 502
-                log.error("upstream \(u.name): no other server to retry on for \(peerText) after \(f); answering \(status)")
+                log.error("upstream \(u.name): no other server to retry on for \(clientText) after \(f); answering \(status)")
                 failExchange(status: status, message: Self.failureMessage(status))
             } else {
                 // Nothing to try: every server is down, ejected, draining or disabled. Say when to come back, and log it
@@ -45,15 +45,18 @@ extension ClientConnection {
         connect(to: c.server, pooledAllowed: true)
     }
 
-    /// Assigns the exchange to `s`: a pooled keep-alive connection if allowed and available, else a new connect.
+    /// Assigns the exchange to `s`: a pooled keep-alive connection if allowed and available, else a new connect. With
+    /// `send_proxy_protocol` the only reusable connection is this client's own (see `takePrivateUpstream`), and a new
+    /// one starts with the header.
     private func connect(to s: ServerRuntime, pooledAllowed: Bool) {
         let x = exchange!
+        let sendProxy = x.plan?.route.upstream.config.sendProxyProtocol
         x.upstream.claim = InFlightClaim(s)
         x.servedBy = s
         x.upstreamStartNs = Sys.monotonicNs()
         phaseStart = loop.now
         lastActivity = loop.now
-        if pooledAllowed, let c = worker.upstreamPool.take(s) {
+        if pooledAllowed, let c = sendProxy == nil ? worker.upstreamPool.take(s) : takePrivateUpstream(s) {
             attach(c)
             phase = .proxying
             armTimer()
@@ -76,6 +79,10 @@ extension ClientConnection {
                 stream = secured
             }
             let c = UpstreamConnection(worker: worker, stream: stream, server: s)
+            if let v = sendProxy {
+                c.privateTo = self
+                c.preface = proxyProtocolHeader(v)
+            }
             do throws(Errno) {
                 c.registration = try worker.network.register(stream, handler: c, on: loop)
             } catch {
@@ -124,7 +131,7 @@ extension ClientConnection {
         let name = x.plan?.route.upstream.name ?? "-"
         switch decision {
         case .closeClient:
-            log.error("upstream \(name) server \(s.addressText): \(f) while sending the response to \(peerText); closing the client connection")
+            log.error("upstream \(name) server \(s.addressText): \(f) while sending the response to \(clientText); closing the client connection")
             close()
         case .replayOnNewConnection:
             log.debug("server \(s.addressText): reused connection \(f); replaying on a new connection")
@@ -136,10 +143,10 @@ extension ClientConnection {
             x.upstream.excluded.append(s.uid)
             x.upstream.claim = nil
             x.upstream.lastFailure = f
-            log.warn("upstream \(name) server \(s.addressText): \(f) for \(methodText(x)) request from \(peerText); retrying on another server")
+            log.warn("upstream \(name) server \(s.addressText): \(f) for \(methodText(x)) request from \(clientText); retrying on another server")
             chooseAndConnect()
         case .answer(let status):
-            log.error("upstream \(name) server \(s.addressText): \(f) for \(methodText(x)) request from \(peerText); answering \(status)")
+            log.error("upstream \(name) server \(s.addressText): \(f) for \(methodText(x)) request from \(clientText); answering \(status)")
             failExchange(status: status, message: Self.failureMessage(status))
         }
     }

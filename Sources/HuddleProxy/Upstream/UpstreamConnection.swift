@@ -22,6 +22,14 @@ final class UpstreamConnection<Net: Network>: TimerNode, EventHandler {
     var tcpConnected = false
     /// The client connection using it, through its link; nil while pooled.
     unowned(unsafe) var user: ClientConnection<Net>?
+    /// `send_proxy_protocol`: the client connection whose PROXY protocol header this connection carries. The backend
+    /// takes every request on it as that client's, so it is never pooled for others: between requests it waits in
+    /// that client connection (`privateUpstream`), which closes it when it closes. (The client outlives it: it closes
+    /// the connection or drops the exchange holding it before it goes.)
+    unowned(unsafe) var privateTo: ClientConnection<Net>?
+    /// The PROXY protocol header, written before anything else on this connection; emptied once written.
+    var preface: [UInt8] = []
+    var prefaceSent = 0
     /// The descriptor and this connection's place in the worker's count: both go when `close()` drops them.
     private var owner: StreamOwner?
     private var counted: CountToken?
@@ -36,6 +44,26 @@ final class UpstreamConnection<Net: Network>: TimerNode, EventHandler {
     }
 
     var isClosed: Bool { owner == nil }
+
+    /// Bytes of the PROXY protocol header still to write.
+    var prefaceLeft: Int { preface.count - prefaceSent }
+
+    /// Writes what is left of the PROXY protocol header (a fresh connection's send buffer takes it whole in practice,
+    /// but a short write is carried over like any other).
+    func writePreface() throws(Errno) -> IOResult<Int> {
+        let sent = prefaceSent
+        let r = try preface.withUnsafeBytes { p in
+            Result { () throws(Errno) -> IOResult<Int> in try stream.writeRaw(p.baseAddress! + sent, p.count - sent) }
+        }.get()
+        if case .done(let n) = r {
+            prefaceSent += n
+            if prefaceSent == preface.count {
+                preface = []
+                prefaceSent = 0
+            }
+        }
+        return r
+    }
 
     @_specialize(where Net == SocketNetwork)
     func handleEvent(_ events: UInt32) {
@@ -86,10 +114,12 @@ extension UpstreamConnection: LinkedConnection {
     func linkEnded(recycle: Bool) {
         server.activeConnections.subtract(1, ordering: .relaxed)
         user = nil
-        if recycle {
-            worker.upstreamPool.put(self)
-        } else {
+        if !recycle {
             close()
+        } else if let owner = privateTo {
+            owner.keepPrivateUpstream(self)
+        } else {
+            worker.upstreamPool.put(self)
         }
     }
 }

@@ -11,16 +11,20 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
     let key: String
     /// Index of its server block in the worker's current snapshot (a reload may change it).
     var blockIndex: Int
+    /// `listen ... proxy_protocol`: each connection must open with a PROXY protocol header (a reload may change it;
+    /// connections already accepted keep what they were accepted with).
+    var proxyProtocol: Bool
     var registration = Registration.none
     /// Accepting is paused after descriptor exhaustion; a timer resumes it.
     var paused = false
     private var closed = false
 
-    init(worker: Worker<Net>, fd: Int32, key: String, blockIndex: Int) {
+    init(worker: Worker<Net>, fd: Int32, key: String, blockIndex: Int, proxyProtocol: Bool) {
         self.worker = worker
         self.fd = fd
         self.key = key
         self.blockIndex = blockIndex
+        self.proxyProtocol = proxyProtocol
         super.init()
     }
 
@@ -77,7 +81,7 @@ final class ListenerHandler<Net: Network>: TimerNode, EventHandler {
                 }
                 tls = t
             }
-            w.adopt(w.network.adopt(acceptedFD: cfd, tls: tls), peer: peer, blockIndex: blockIndex, listenKey: key)
+            w.adopt(w.network.adopt(acceptedFD: cfd, tls: tls), peer: peer, blockIndex: blockIndex, listenKey: key, proxyProtocol: proxyProtocol)
         }
     }
 

@@ -76,14 +76,16 @@ public final class Worker<Net: Network>: @unchecked Sendable {
 
     // MARK: connections
 
-    /// Takes a new client connection (accepted here, or handed over by a test's in-memory network).
+    /// Takes a new client connection (accepted here, or handed over by a test's in-memory network). With
+    /// `proxyProtocol` it must open with a PROXY protocol header before anything else is read.
     @discardableResult
-    func adopt(_ stream: Net.Stream, peer: SocketAddress?, blockIndex: Int, listenKey: String = "") -> ClientConnection<Net>? {
+    func adopt(_ stream: Net.Stream, peer: SocketAddress?, blockIndex: Int, listenKey: String = "", proxyProtocol: Bool = false) -> ClientConnection<Net>? {
         guard blockIndex < config.serverBlocks.count else {
             _ = StreamOwner(stream)   // closes it
             return nil
         }
-        let c = ClientConnection(worker: self, stream: stream, peer: peer, snapshot: config, blockIndex: blockIndex, listenKey: listenKey)
+        let c = ClientConnection(worker: self, stream: stream, peer: peer, snapshot: config, blockIndex: blockIndex, listenKey: listenKey,
+                                 proxyProtocol: proxyProtocol)
         do {
             c.registration = try network.register(stream, handler: c, on: loop)
         } catch {
@@ -121,6 +123,7 @@ public final class Worker<Net: Network>: @unchecked Sendable {
         for l in listeners {
             if let i = newConfig.listenIndex[l.key] {
                 l.blockIndex = i
+                l.proxyProtocol = newConfig.proxyProtocolListenKeys.contains(l.key)
                 kept.append(l)
             } else {
                 l.close()
@@ -139,7 +142,8 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     }
 
     private func addListener(fd: Int32, key: String) throws(Errno) {
-        let h = ListenerHandler(worker: self, fd: fd, key: key, blockIndex: config.listenIndex[key] ?? 0)
+        let h = ListenerHandler(worker: self, fd: fd, key: key, blockIndex: config.listenIndex[key] ?? 0,
+                                proxyProtocol: config.proxyProtocolListenKeys.contains(key))
         h.registration = try loop.register(fd: fd, events: Events.readable | Events.edgeTriggered, handler: h)
         listeners.append(h)
         // Connections may be waiting already (the socket listened before this worker watched it).

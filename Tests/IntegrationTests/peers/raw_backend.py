@@ -12,9 +12,15 @@ test can see exactly what Huddle forwarded:
 Answers: 200 with a JSON summary of the request (the same object as in requests.jsonl), keep-alive as HTTP/1.1 says;
 GET .../stream/N answers N bytes (byte i is i % 251) in 64 KiB writes with backpressure. A request it cannot parse gets
 400 with {"error": ...} and the connection is closed. Prints "PORT <n>" on stdout once it listens (port 0 = any).
+
+With --proxy-protocol every connection must start with a PROXY protocol header (v1 or v2, HAProxy's
+proxy-protocol.txt), read by its own small parser: the header is recorded in RECORD_DIR/conn-NNNNNN.proxy (JSON:
+version, command, family, src, dst, sport, dport as far as present) and under "proxy" in each request's summary; a
+connection without a valid header gets its error recorded there and is closed unanswered.
 """
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -150,6 +156,60 @@ async def read_request(c, first):
     return method, target, version, headers
 
 
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+async def read_proxy_header(c):
+    """One PROXY protocol header at the start of the connection, as a dict; raises BadRequest if invalid."""
+    while len(c.buf) < 1:
+        await c.fill()
+    if c.buf[:1] == b"P":
+        while b"\r\n" not in c.buf[:107]:
+            if len(c.buf) >= 107:
+                raise BadRequest("v1 header without CRLF in 107 bytes")
+            await c.fill()
+        line = c.buf[:c.buf.index(b"\r\n")]
+        c.buf = c.buf[len(line) + 2:]
+        parts = line.split(b" ")
+        if parts[0] != b"PROXY" or len(parts) < 2:
+            raise BadRequest(f"bad v1 header {line!r}")
+        if parts[1] == b"UNKNOWN":
+            return {"version": 1, "command": "PROXY", "family": "UNKNOWN"}
+        if parts[1] not in (b"TCP4", b"TCP6") or len(parts) != 6:
+            raise BadRequest(f"bad v1 header {line!r}")
+        cls = ipaddress.IPv4Address if parts[1] == b"TCP4" else ipaddress.IPv6Address
+        try:
+            src, dst = (str(cls(p.decode())) for p in parts[2:4])
+        except ValueError:
+            raise BadRequest(f"bad v1 address in {line!r}")
+        ports = [p.decode() for p in parts[4:6]]
+        if not all(p.isdigit() and str(int(p)) == p and int(p) <= 65535 for p in ports):
+            raise BadRequest(f"bad v1 port in {line!r}")
+        return {"version": 1, "command": "PROXY", "family": parts[1].decode(), "src": src, "dst": dst,
+                "sport": int(ports[0]), "dport": int(ports[1])}
+    while len(c.buf) < 16:
+        await c.fill()
+    if c.buf[:12] != V2_SIGNATURE or c.buf[12] >> 4 != 2 or c.buf[12] & 15 > 1:
+        raise BadRequest(f"bad v2 header start {c.buf[:16]!r}")
+    command = "LOCAL" if c.buf[12] & 15 == 0 else "PROXY"
+    family = c.buf[13]
+    length = int.from_bytes(c.buf[14:16], "big")
+    while len(c.buf) < 16 + length:
+        await c.fill()
+    block = c.buf[16:16 + length]
+    c.buf = c.buf[16 + length:]
+    out = {"version": 2, "command": command, "family_byte": family, "length": length}
+    if command == "PROXY" and family in (0x11, 0x21):
+        n = 4 if family == 0x11 else 16
+        if length < 2 * n + 4:
+            raise BadRequest("v2 address block too short")
+        cls = ipaddress.IPv4Address if n == 4 else ipaddress.IPv6Address
+        out.update({"family": "TCP4" if n == 4 else "TCP6", "src": str(cls(block[:n])), "dst": str(cls(block[n:2 * n])),
+                    "sport": int.from_bytes(block[2 * n:2 * n + 2], "big"),
+                    "dport": int.from_bytes(block[2 * n + 2:2 * n + 4], "big")})
+    return out
+
+
 def header_values(headers, name):
     return [v for n, v in headers if n.lower() == name]
 
@@ -204,11 +264,22 @@ def text(b):
     return b.decode("latin-1")
 
 
-async def handle(reader, writer, recorder):
+async def handle(reader, writer, recorder, proxy_protocol):
     cid = recorder.new_connection()
     c = Conn(reader, recorder, cid)
     index = 0
+    proxy = None
     try:
+        if proxy_protocol:
+            try:
+                proxy = await read_proxy_header(c)
+            except BadRequest as e:
+                proxy = {"error": str(e)}
+            with open(recorder.path(cid, "proxy"), "w") as f:
+                json.dump(proxy, f)
+            if "error" in proxy:
+                recorder.closed(cid, "server-close")
+                return
         while True:
             try:
                 req = await read_request(c, index == 0)
@@ -231,6 +302,8 @@ async def handle(reader, writer, recorder):
             summary = {"conn": cid, "index": index, "method": text(method), "target": text(target),
                        "version": text(version), "headers": [[text(n), text(v)] for n, v in headers],
                        "body_length": len(body), "body": text(body[:MAX_BODY_KEPT])}
+            if proxy is not None:
+                summary["proxy"] = proxy
             recorder.request(summary)
             index += 1
             persist = keep_alive(version, headers)
@@ -273,10 +346,12 @@ async def main():
     ap.add_argument("--record-dir", required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--proxy-protocol", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.record_dir, exist_ok=True)
     recorder = Recorder(args.record_dir)
-    server = await asyncio.start_server(lambda r, w: handle(r, w, recorder), args.host, args.port, limit=MAX_HEAD)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, recorder, args.proxy_protocol), args.host, args.port,
+                                        limit=MAX_HEAD)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     async with server:
