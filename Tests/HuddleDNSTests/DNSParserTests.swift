@@ -12,7 +12,7 @@ final class DNSParserTests: XCTestCase {
         XCTAssertEqual(m.header.id, 0x1234)
         XCTAssertTrue(m.header.isResponse)
         XCTAssertEqual(m.questions, [question("web.example.com", .a)])
-        XCTAssertEqual(m.answers.map(\.name), [name("web.example.com"), name("web.example.com")])
+        XCTAssertEqual(m.answers.map(\.name), [dn("web.example.com"), dn("web.example.com")])
         XCTAssertEqual(m.answers.map(\.data), [.a([10, 0, 0, 1]), .a([10, 0, 0, 2])])
         XCTAssertEqual(m.answers.map(\.ttl), [5, 7])
     }
@@ -25,17 +25,17 @@ final class DNSParserTests: XCTestCase {
                                 authority: [Wire.record(Wire.name("dns"), type: 6, data: soa)],
                                 additional: [Wire.record(Wire.name("x"), type: 16, data: [3, 97, 98, 99])])
         let m = try DNSMessage.parse(bytes)
-        XCTAssertEqual(m.answers.first?.data, .srv(DNSService(priority: 10, weight: 60, port: 8080, target: name("web-0.web.ns.svc.cluster.local"))))
+        XCTAssertEqual(m.answers.first?.data, .srv(DNSService(priority: 10, weight: 60, port: 8080, target: dn("web-0.web.ns.svc.cluster.local"))))
         guard case .soa(let s) = m.authorities.first?.data else { return XCTFail("no SOA") }
         XCTAssertEqual([s.serial, s.refresh, s.retry, s.expire, s.minimum], [1, 2, 3, 4, 5])
         XCTAssertEqual(m.additionals.first?.data, .raw([3, 97, 98, 99]))
     }
 
     func testNamesCompareWithoutCaseButKeepTheirBytes() throws {
-        XCTAssertEqual(name("WeB.Example.COM"), name("web.example.com"))
-        XCTAssertEqual(Set([name("A.b"), name("a.B")]).count, 1)
-        XCTAssertFalse(name("WeB.x").isIdentical(to: name("web.x")))
-        XCTAssertEqual(name("WeB.x").lowercased.description, "web.x")
+        XCTAssertEqual(dn("WeB.Example.COM"), dn("web.example.com"))
+        XCTAssertEqual(Set([dn("A.b"), dn("a.B")]).count, 1)
+        XCTAssertFalse(dn("WeB.x").isIdentical(to: dn("web.x")))
+        XCTAssertEqual(dn("WeB.x").lowercased.description, "web.x")
         XCTAssertEqual(DNSName(labels: [[0x61, 0x2E, 0x62], [0x00]])?.description, "a\\046b.\\000")
     }
 
@@ -44,7 +44,7 @@ final class DNSParserTests: XCTestCase {
         let q = Wire.question("a.example", type: 1)
         let label64 = [UInt8(64)] + [UInt8](repeating: 0x61, count: 64) + [0]
         // 5 labels of 63 bytes: 321 bytes on the wire.
-        let longName = (0..<5).flatMap { _ in [UInt8(63)] + [UInt8](repeating: 0x62, count: 63) } + [0]
+        let longName: [UInt8] = (0..<5).flatMap { _ -> [UInt8] in [63] + [UInt8](repeating: 0x62, count: 63) } + [0]
         let cases: [(String, [UInt8], DNSParseError)] = [
             ("short header", [0x12, 0x34, 0x81], .truncated(at: 3)),
             ("question count with no question", Wire.header(qd: 2) + q, .truncated(at: 12 + q.count)),
@@ -94,16 +94,16 @@ final class DNSParserTests: XCTestCase {
         let ownerAt = bytes.count
         bytes += Wire.record(owner, type: 5, data: [1, 0x63] + Wire.pointer(ownerAt))
         let m = try DNSMessage.parse(bytes)
-        XCTAssertEqual(m.answers.first?.name, name("a.b.example"))
-        XCTAssertEqual(m.answers.first?.data, .cname(name("c.a.b.example")))
+        XCTAssertEqual(m.answers.first?.name, dn("a.b.example"))
+        XCTAssertEqual(m.answers.first?.data, .cname(dn("c.a.b.example")))
     }
 
     func testEncodeThenParseIsIdentity() throws {
         let m = DNSMessage(header: DNSHeader(id: 7, flags: 0x8180), questions: [question("Web.Example", .srv)],
-                           answers: [DNSRecord(name: name("Web.Example"), type: .srv, ttl: 9,
-                                               data: .srv(DNSService(priority: 1, weight: 2, port: 3, target: name("t.example"))))],
-                           authorities: [DNSRecord(name: name("example"), type: .ns, ttl: 1, data: .raw([0]))],
-                           additionals: [DNSRecord(name: name("t.example"), type: .aaaa, ttl: 2, data: .aaaa(Array(0..<16)))])
+                           answers: [DNSRecord(name: dn("Web.Example"), type: .srv, ttl: 9,
+                                               data: .srv(DNSService(priority: 1, weight: 2, port: 3, target: dn("t.example"))))],
+                           authorities: [DNSRecord(name: dn("example"), type: .ns, ttl: 1, data: .raw([0]))],
+                           additionals: [DNSRecord(name: dn("t.example"), type: .aaaa, ttl: 2, data: .aaaa(Array(0..<16)))])
         var expected = m
         expected.header = DNSHeader(id: 7, flags: 0x8180, questionCount: 1, answerCount: 1, authorityCount: 1, additionalCount: 1)
         let back = try DNSMessage.parse(m.encode())
@@ -112,15 +112,15 @@ final class DNSParserTests: XCTestCase {
     }
 
     func testQueryCarriesOneQuestionAndEDNS() throws {
-        let bytes = DNSQuery.encode(id: 0xBEEF, name: name("web.default.svc.cluster.local"), type: .aaaa)
+        let bytes = DNSQuery.encode(id: 0xBEEF, name: dn("web.default.svc.cluster.local"), type: .aaaa)
         let m = try DNSMessage.parse(bytes)
         XCTAssertEqual(m.header.id, 0xBEEF)
         XCTAssertFalse(m.header.isResponse)
         XCTAssertEqual(m.header.flags & DNSHeader.recursionDesiredFlag, DNSHeader.recursionDesiredFlag)
         XCTAssertEqual(m.questions, [question("web.default.svc.cluster.local", .aaaa)])
-        XCTAssertEqual(m.additionals.map(\.type), [.opt])
+        XCTAssertEqual(m.additionals.map(\.type), [DNSRecordType.opt])
         XCTAssertEqual(m.additionals.first?.rclass, DNSQuery.ednsPayloadSize)
-        XCTAssertTrue(try DNSMessage.parse(DNSQuery.encode(id: 1, name: name("x"), type: .a, edns: false)).additionals.isEmpty)
+        XCTAssertTrue(try DNSMessage.parse(DNSQuery.encode(id: 1, name: dn("x"), type: .a, edns: false)).additionals.isEmpty)
     }
 
     func testNamesFromTextRespectTheLimits() {
@@ -134,6 +134,6 @@ final class DNSParserTests: XCTestCase {
         let ok = Array(repeating: "a", count: 127).joined(separator: ".")
         XCTAssertEqual(DNSName(ok)?.wireLength, 255)
         XCTAssertNil(DNSName(ok + ".b"))
-        XCTAssertNil(name("a").appending(DNSName(ok)!))
+        XCTAssertNil(dn("a").appending(DNSName(ok)!))
     }
 }

@@ -96,7 +96,7 @@ final class DNSResponseTests: XCTestCase {
                                 answers: [Wire.record(Wire.pointer(12), type: 33, data: Wire.u16(0) + Wire.u16(5) + Wire.u16(8080) + Wire.name(target))],
                                 additional: [a(target, 9)])
         let answer = try interpret(bytes, "_http._tcp.web.example", .srv).get()
-        XCTAssertEqual(answer.records.first?.data, .srv(DNSService(priority: 0, weight: 5, port: 8080, target: name(target))))
+        XCTAssertEqual(answer.records.first?.data, .srv(DNSService(priority: 0, weight: 5, port: 8080, target: dn(target))))
         XCTAssertEqual(answer.additionals.first?.data, .a([10, 0, 0, 9]))
     }
 
@@ -119,16 +119,16 @@ final class ResolvConfTests: XCTestCase {
             options edns0
             """)
         XCTAssertEqual(c.nameservers, ["10.96.0.10", "fd00::10", "10.0.0.3"])
-        XCTAssertEqual(c.search, [name("default.svc.cluster.local"), name("svc.cluster.local"), name("cluster.local")])
+        XCTAssertEqual(c.search, [dn("default.svc.cluster.local"), dn("svc.cluster.local"), dn("cluster.local")])
         XCTAssertEqual(c.ndots, 5)
         XCTAssertEqual(ResolvConf.parse("options ndots:40").ndots, 15)
-        XCTAssertEqual(ResolvConf.parse("search a\ndomain b").search, [name("b")])
+        XCTAssertEqual(ResolvConf.parse("search a\ndomain b").search, [dn("b")])
         XCTAssertEqual(ResolvConf.parse("").ndots, 1)
     }
 
     func testCandidatesFollowNdotsAndTheSearchList() {
         var c = ResolvConf()
-        c.search = [name("ns.svc.cluster.local"), name("svc.cluster.local")]
+        c.search = [dn("ns.svc.cluster.local"), dn("svc.cluster.local")]
         c.ndots = 5
         // Kubernetes' short names: the search list first.
         XCTAssertEqual(c.candidates(for: "web")?.map(\.description),

@@ -40,5 +40,5 @@ enum Wire {
     static let questionName = 12
 }
 
-func name(_ s: String) -> DNSName { DNSName(s)! }
-let question = { (n: String, t: DNSRecordType) in DNSQuestion(name: name(n), type: t) }
+func dn(_ s: String) -> DNSName { DNSName(s)! }
+func question(_ n: String, _ t: DNSRecordType) -> DNSQuestion { DNSQuestion(name: dn(n), type: t) }

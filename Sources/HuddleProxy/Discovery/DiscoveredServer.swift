@@ -46,7 +46,8 @@ extension DiscoveredServer {
     static func fromTargets(_ targets: [(host: String, port: UInt16, weight: UInt16, address: String)], line s: ServerConfig) -> [DiscoveredServer] {
         var hostCounts: [String: Int] = [:]
         for t in targets { hostCounts[t.host, default: 0] += 1 }
-        return targets.map { t in
+        // In a stable order: nameservers rotate SRV records, and the same set must compare equal.
+        return targets.sorted { ($0.host, $0.port) < ($1.host, $1.port) }.map { t in
             let base = hostCounts[t.host]! > 1 ? "\(t.host):\(t.port)" : t.host
             return DiscoveredServer(identity: s.named ? "\(s.identity)@\(base)" : base, ip: t.address, port: t.port,
                                     weight: min(1000, max(1, Int(t.weight))), name: t.host)

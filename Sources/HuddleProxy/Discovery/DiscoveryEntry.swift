@@ -68,7 +68,7 @@ struct DiscoveryEntry {
         let ttl = [a?.ttl, b?.ttl].compactMap { $0 }.min()
         let found = DiscoveredServer.fromAddresses(v4.items + v6.items, line: line)
         return finish(found, events: events, failure: failure, emptyAnswer: a?.addresses.isEmpty != false && b?.addresses.isEmpty != false,
-                      ttl: ttl, timing: timing, nowMs: nowMs)
+                      answered: a != nil || b != nil, ttl: ttl, timing: timing, nowMs: nowMs)
     }
 
     mutating func apply(_ lookup: ServiceLookup, timing: DiscoveryTiming, nowMs: Int64) -> Outcome {
@@ -85,11 +85,13 @@ struct DiscoveryEntry {
         }
         let event = targets.update(answer, nowMs: nowMs, holdMs: timing.holdMs)
         let found = DiscoveredServer.fromTargets(targets.items.map { ($0.host, $0.port, $0.weight, $0.address) }, line: line)
-        return finish(found, events: [event], failure: failure, emptyAnswer: answer?.isEmpty == true, ttl: ttl, timing: timing, nowMs: nowMs)
+        return finish(found, events: [event], failure: failure, emptyAnswer: answer?.isEmpty == true, answered: answer != nil, ttl: ttl,
+                      timing: timing, nowMs: nowMs)
     }
 
+    /// `answered`: some question had an answer (an A answer while AAAA failed still counts: the TTL schedule goes on).
     private mutating func finish(_ found: [DiscoveredServer], events: [HoldEvent], failure: DNSFailure?, emptyAnswer: Bool,
-                                 ttl: UInt32?, timing: DiscoveryTiming, nowMs: Int64) -> Outcome {
+                                 answered: Bool, ttl: UInt32?, timing: DiscoveryTiming, nowMs: Int64) -> Outcome {
         var out = Outcome()
         let holding = events.compactMap { e -> Int64? in if case .holding(let until) = e { return until } else { return nil } }.min()
         let expired = events.contains(.expired)
@@ -100,8 +102,9 @@ struct DiscoveryEntry {
             holdLogged = true
             out.logs.append((true, "upstream \(upstream): \(what): \(problem); keeping the last \(servers.count) server(s) "
                 + "for up to \(Self.seconds(until - nowMs)) more"))
-        } else if holding == nil, let failure, servers.isEmpty, failures == 1 {
-            out.logs.append((true, "upstream \(upstream): \(what): lookup failed (\(failure)); no servers from it yet"))
+        } else if holding == nil, let failure, failures == 1 {
+            out.logs.append((true, "upstream \(upstream): \(what): lookup failed (\(failure)); "
+                + (found.isEmpty ? "no servers from it" : "using the addresses that did answer")))
         }
         if expired {
             out.logs.append((true, "upstream \(upstream): \(what): no usable answer for \(Self.seconds(timing.holdMs)); "
@@ -117,17 +120,22 @@ struct DiscoveryEntry {
             let added = found.map(\.identity).filter { !old.contains($0) }
             let removed = servers.map(\.identity).filter { !new.contains($0) }
             var change: [String] = []
-            if !added.isEmpty { change.append("added \(added.joined(separator: ", "))") }
-            if !removed.isEmpty { change.append("removed \(removed.joined(separator: ", "))") }
+            if !added.isEmpty { change.append("added \(Self.list(added))") }
+            if !removed.isEmpty { change.append("removed \(Self.list(removed))") }
             if change.isEmpty { change.append("addresses or weights changed") }
             out.logs.append((false, "upstream \(upstream): \(what): \(found.count) server(s): \(change.joined(separator: "; "))"))
             servers = found
             out.changed = true
         }
-        var wait = failure != nil || holding != nil ? DiscoveryTiming.retryMs(failures: max(failures, 1)) : timing.refreshMs(ttl: ttl)
+        var wait = answered && holding == nil ? timing.refreshMs(ttl: ttl) : DiscoveryTiming.retryMs(failures: max(failures, 1))
         if let until = holding { wait = min(wait, max(until - nowMs, DiscoveryTiming.floorMs)) }
         nextRefreshMs = nowMs + wait
         return out
+    }
+
+    /// At most ten names, then how many more: a 150-pod service must not make a 4 kB log line.
+    static func list(_ names: [String]) -> String {
+        names.count <= 10 ? names.joined(separator: ", ") : names.prefix(10).joined(separator: ", ") + " and \(names.count - 10) more"
     }
 
     static func seconds(_ ms: Int64) -> String {
