@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
         .testTarget(name: "HuddleHealthTests", dependencies: ["HuddleHealth", "HuddleIO", "HuddleSys"]),
-        .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing"]),
+        .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing", "HuddleDNS", "HuddleResolver"]),
         .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"], exclude: ["ws_group_client.py", "peers"]),
     ]
 )
