@@ -40,7 +40,7 @@ let package = Package(
         .testTarget(name: "HuddleJSONTests", dependencies: ["HuddleJSON"]),
         .testTarget(name: "HuddleAdminTests", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleJSON"]),
         .testTarget(name: "HuddleConfigTests", dependencies: ["HuddleConfig"]),
-        .testTarget(name: "HuddleDNSTests", dependencies: ["HuddleDNS", "HuddleResolver", "HuddleSys"]),
+        .testTarget(name: "HuddleDNSTests", dependencies: ["HuddleDNS", "HuddleResolver", "HuddleSys", "HuddleSync"]),
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
         .testTarget(name: "HuddleHealthTests", dependencies: ["HuddleHealth", "HuddleIO", "HuddleSys"]),
