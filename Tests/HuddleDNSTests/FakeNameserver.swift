@@ -27,21 +27,32 @@ final class FakeNameserver: @unchecked Sendable {
 
     init(_ handler: @escaping Handler) {
         self.handler = handler
-        let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // TCP on a free port, then UDP on the same number; another try if someone holds that UDP port.
+        var udp: Int32 = -1, tcp: Int32 = -1, port: UInt16 = 0
+        for _ in 0..<50 {
+            tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let size = len
+            guard withUnsafePointer(to: &addr, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(tcp, $0, size) } }) == 0 else {
+                close(tcp)
+                continue
+            }
+            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(tcp, $0, &len) } }
+            udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            if withUnsafePointer(to: &addr, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(udp, $0, size) } }) == 0 {
+                port = UInt16(bigEndian: addr.sin_port)
+                break
+            }
+            close(udp)
+            close(tcp)
+        }
+        precondition(port != 0, "no port free for both UDP and TCP")
+        listen(tcp, 16)
         self.udp = udp
         self.tcp = tcp
-        var one: Int32 = 1
-        setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(udp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(udp, $0, &len) } }
-        let port = UInt16(bigEndian: addr.sin_port)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(tcp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(tcp, 16)
         var fds: [Int32] = [0, 0]
         pipe(&fds)
         wake = fds

@@ -79,6 +79,9 @@ final class DiscoveryEntryTests: XCTestCase {
         var named = DiscoveryEntry(upstream: "web", line: try line("server web.ns:8080 resolve name=shop;"))
         _ = named.apply(addresses(["10.0.0.2"]), timing: DiscoveryTiming(), nowMs: 0)
         XCTAssertEqual(named.servers.map(\.identity), ["shop@10.0.0.2:8080"])
+        var absolute = DiscoveryEntry(upstream: "web", line: try line("server web.ns.:8080 resolve;"))
+        _ = absolute.apply(addresses(["10.0.0.2"]), timing: DiscoveryTiming(), nowMs: 0)
+        XCTAssertEqual(absolute.servers.map(\.name), ["web.ns"], "TLS gets the name without its final dot")
     }
 
     func testServiceTargetsAreNamedByHostWithTheirWeights() throws {

@@ -6,7 +6,7 @@ import XCTest
 
 final class DNSMasq {
     static let binary = "/usr/sbin/dnsmasq"
-    let port: UInt16
+    private(set) var port: UInt16
     let directory: URL
     let hostsURL: URL
     let logURL: URL
@@ -28,7 +28,15 @@ final class DNSMasq {
         self.zones = zones
         self.srv = srv
         try setHosts(hosts, reload: false)
-        try start()
+        // The port was free for TCP; its UDP twin may not be: another port then.
+        for attempt in 1...5 {
+            do {
+                try start()
+                return
+            } catch where attempt < 5 {
+                port = Harness.freePort()
+            }
+        }
     }
 
     deinit { stop() }
@@ -64,8 +72,14 @@ final class DNSMasq {
         guard rc == 0 else { throw HarnessError("cannot start dnsmasq: posix_spawn \(rc)") }
         pid = child
         let port = self.port
-        guard Harness.waitFor(10, { Harness.isListening(port) }) else {
-            stop()
+        var exited = false
+        let up = Harness.waitFor(10) {
+            var status: Int32 = 0
+            exited = waitpid(child, &status, WNOHANG) == child
+            return exited || Harness.isListening(port)
+        }
+        guard up, !exited else {
+            if exited { pid = 0 } else { stop() }
             throw HarnessError("dnsmasq did not start on port \(port); log:\n\(log)")
         }
     }

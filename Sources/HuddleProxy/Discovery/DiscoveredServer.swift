@@ -34,10 +34,12 @@ extension DiscoveredServer {
 
     /// One server per address of a `resolve` line (addresses in the order given: IPv4 then IPv6, each sorted).
     static func fromAddresses(_ ips: [String], line s: ServerConfig) -> [DiscoveredServer] {
-        ips.map { ip in
+        // The name without a final dot: SNI and certificate names never have one (RFC 6066 §3).
+        let name = s.address.host.hasSuffix(".") ? String(s.address.host.dropLast()) : s.address.host
+        return ips.map { ip in
             let address = addressText(ip: ip, port: s.address.port)
             return DiscoveredServer(identity: s.named ? "\(s.identity)@\(address)" : address, ip: ip, port: s.address.port,
-                                    weight: nil, name: s.address.host)
+                                    weight: nil, name: name)
         }
     }
 
