@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // Huddle: a layer-7 HTTP/WebSocket load balancer. Targets are layered; dependencies only point down:
-// CHuddleLinux -> HuddleSys -> HuddleIO -> HuddleProxy -> HuddleAdmin -> huddle; pure HuddleHTTP/HuddleJSON/
-// HuddleBalancing/HuddleConfig.
+// CHuddleLinux -> HuddleSys -> HuddleIO -> HuddleResolver -> HuddleProxy -> HuddleAdmin -> huddle; pure HuddleHTTP/
+// HuddleJSON/HuddleBalancing/HuddleConfig/HuddleDNS.
 import PackageDescription
 
 // Release builds skip Swift's dynamic exclusivity checks in the data-plane modules: profiling showed them at ~3% of
@@ -27,9 +27,11 @@ let package = Package(
         .target(name: "HuddleJSON", swiftSettings: hotPath),
         .target(name: "HuddleBalancing", dependencies: ["HuddleSync"], swiftSettings: hotPath),
         .target(name: "HuddleConfig", dependencies: ["HuddleSys"]),
+        .target(name: "HuddleDNS"),
+        .target(name: "HuddleResolver", dependencies: ["HuddleDNS", "HuddleIO", "HuddleSys", "HuddleSync"]),
         .target(name: "HuddleTLS", dependencies: ["COpenSSL", "HuddleSys", "HuddleSync"]),
         .target(name: "HuddleHealth", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleSync", "HuddleTLS"]),
-        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync", "HuddleHealth", "HuddleTLS", "COpenSSL", "CZlib"], swiftSettings: hotPath),
+        .target(name: "HuddleProxy", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleBalancing", "HuddleConfig", "HuddleSync", "HuddleHealth", "HuddleTLS", "COpenSSL", "CZlib", "HuddleDNS", "HuddleResolver"], swiftSettings: hotPath),
         .target(name: "HuddleAdmin", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleConfig", "HuddleBalancing"]),
         .target(name: "HuddleDemo", dependencies: ["HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleJSON", "HuddleSync"], swiftSettings: hotPath),
         .executableTarget(name: "huddle", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleDemo"]),
@@ -38,10 +40,11 @@ let package = Package(
         .testTarget(name: "HuddleJSONTests", dependencies: ["HuddleJSON"]),
         .testTarget(name: "HuddleAdminTests", dependencies: ["HuddleAdmin", "HuddleProxy", "HuddleConfig", "HuddleJSON"]),
         .testTarget(name: "HuddleConfigTests", dependencies: ["HuddleConfig"]),
+        .testTarget(name: "HuddleDNSTests", dependencies: ["HuddleDNS", "HuddleResolver", "HuddleSys", "HuddleSync"]),
         .testTarget(name: "HuddleBalancingTests", dependencies: ["HuddleBalancing"]),
         .testTarget(name: "HuddleIOTests", dependencies: ["HuddleIO", "HuddleSys", "HuddleDemo", "HuddleHTTP"]),
         .testTarget(name: "HuddleHealthTests", dependencies: ["HuddleHealth", "HuddleIO", "HuddleSys"]),
-        .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing", "CZlib"]),
+        .testTarget(name: "HuddleProxyTests", dependencies: ["HuddleProxy", "HuddleIO", "HuddleSys", "HuddleHTTP", "HuddleConfig", "HuddleBalancing", "CZlib", "HuddleDNS", "HuddleResolver"]),
         .testTarget(name: "IntegrationTests", dependencies: ["HuddleHTTP", "HuddleDemo", "HuddleSys"], exclude: ["ws_group_client.py", "peers"]),
     ]
 )

@@ -6,7 +6,7 @@
 #      swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo ... -lHuddleHTTP -o .build-fuzz/<target>
 # Anything is rebuilt only when one of its sources (or this script) is newer than its output.
 #
-# Usage: Fuzz/build.sh [TARGET...]   (default: all six)
+# Usage: Fuzz/build.sh [TARGET...]   (default: all seven)
 # Env:   SWIFTC (default swiftc), FUZZ_OPT (default -O), FUZZ_JOBS (parallel compiles, default 2),
 #        FUZZ_FORCE=1 to rebuild everything.
 set -euo pipefail
@@ -27,11 +27,12 @@ if command -v ld.lld >/dev/null 2>&1 || [ -x "$(dirname "$(command -v "$SWIFTC")
   link_flags+=(-use-ld=lld)
 fi
 
-all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key proxy-protocol)
+all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key proxy-protocol dns-message)
 
 module_of() {
   case "$1" in
     config-parser) echo HuddleConfig ;;
+    dns-message) echo HuddleDNS ;;
     request-parser|response-parser|chunked-scanner|websocket-frames|group-key|proxy-protocol) echo HuddleHTTP ;;
     *) echo "unknown fuzz target: $1 (known: ${all_targets[*]})" >&2; return 1 ;;
   esac
@@ -47,18 +48,19 @@ target_sources() {
     config-parser)    echo "$plain Fuzz/Targets/ConfigParserFuzz.swift" ;;
     group-key)        echo "$plain Fuzz/Targets/GroupKeyFuzz.swift" ;;
     proxy-protocol)   echo "$plain Fuzz/Targets/ProxyProtocolFuzz.swift" ;;
+    dns-message)      echo "$plain Fuzz/Targets/DNSMessageFuzz.swift" ;;
   esac
 }
 
 # Coverage instrumentation: -sanitize=fuzzer alone means edge coverage plus comparison tracing (trace-cmp, whose
-# operands feed libFuzzer's mutations). HuddleHTTP keeps both. The harness code (Fuzz/) gets edge coverage only: its
+# operands feed libFuzzer's mutations). HuddleHTTP and HuddleDNS (byte parsers) keep both. The harness code (Fuzz/) gets edge coverage only: its
 # comparisons are checks, not input syntax, and tracing them cost a third of the run time. So does HuddleConfig,
 # whose lexer works Character by Character: comparison tracing doubled its run time; config.dict supplies the
 # keywords instead.
 edge_only="-sanitize-coverage=edge,inline-8bit-counters,pc-table"
 coverage_for() {
   case "$1" in
-    HuddleHTTP) ;;
+    HuddleHTTP|HuddleDNS) ;;
     *) echo "$edge_only" ;;
   esac
 }

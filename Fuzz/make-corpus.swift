@@ -257,4 +257,43 @@ let keys: [(String, [UInt8])] = [
 ]
 for (name, bytes) in keys { write("group-key", name, bytes) }
 
+// MARK: - DNS answers (the dns-message target): compression, CNAME chains, SRV with additional addresses, NXDOMAIN
+// with an SOA, truncation, EDNS0, and a few hostile shapes.
+
+func u16(_ v: Int) -> [UInt8] { [UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+func dnsName(_ text: String) -> [UInt8] {
+    text.split(separator: ".").flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) } + [0]
+}
+func dnsHeader(flags: Int, qd: Int = 1, an: Int = 0, ns: Int = 0, ar: Int = 0) -> [UInt8] {
+    u16(0x1234) + u16(flags) + u16(qd) + u16(an) + u16(ns) + u16(ar)
+}
+func rr(_ owner: [UInt8], _ type: Int, ttl: Int = 30, _ data: [UInt8]) -> [UInt8] {
+    owner + u16(type) + u16(1) + u16(ttl >> 16) + u16(ttl & 0xFFFF) + u16(data.count) + data
+}
+let ptr12: [UInt8] = [0xC0, 0x0C]
+let web = dnsName("web.ns.svc.cluster.local")
+let soa = dnsName("ns.dns") + dnsName("hostmaster.dns") + [UInt8](repeating: 0, count: 16) + u16(0) + u16(5)
+let srvQ = dnsName("_http._tcp.chat.ns.svc.cluster.local")
+let dnsSeeds: [(String, [UInt8])] = [
+    ("a-two-records", dnsHeader(flags: 0x8180, an: 2) + web + u16(1) + u16(1) + rr(ptr12, 1, [10, 0, 0, 1]) + rr(ptr12, 1, [10, 0, 0, 2])),
+    ("aaaa-record", dnsHeader(flags: 0x8180, an: 1) + web + u16(28) + u16(1) + rr(ptr12, 28, [UInt8](repeating: 0xFD, count: 1) + [UInt8](repeating: 1, count: 15))),
+    ("cname-chain", dnsHeader(flags: 0x8180, an: 3) + web + u16(1) + u16(1) + rr(ptr12, 5, dnsName("b.example"))
+        + rr(dnsName("b.example"), 5, ttl: 5, [1, 0x63, 0xC0, 0x2A + 8]) + rr(dnsName("c.b.example"), 1, [10, 0, 0, 3])),
+    ("nxdomain-soa", dnsHeader(flags: 0x8183, ns: 1) + web + u16(1) + u16(1) + rr(dnsName("cluster.local"), 6, soa)),
+    ("servfail", dnsHeader(flags: 0x8182) + web + u16(1) + u16(1)),
+    ("truncated-flag", dnsHeader(flags: 0x8380) + web + u16(1) + u16(1)),
+    ("srv-with-additional", dnsHeader(flags: 0x8180, an: 2, ar: 2) + srvQ + u16(33) + u16(1)
+        + rr(ptr12, 33, u16(0) + u16(10) + u16(8080) + dnsName("chat-0.chat.ns.svc.cluster.local"))
+        + rr(ptr12, 33, u16(0) + u16(30) + u16(8080) + [6] + Array("chat-1".utf8) + [0xC0, 0x12])
+        + rr(dnsName("chat-0.chat.ns.svc.cluster.local"), 1, [10, 1, 0, 1]) + rr(dnsName("chat-1.chat.ns.svc.cluster.local"), 1, [10, 1, 0, 2])),
+    ("edns-opt", dnsHeader(flags: 0x8180, an: 1, ar: 1) + web + u16(1) + u16(1) + rr(ptr12, 1, [10, 0, 0, 1])
+        + [0] + u16(41) + u16(1232) + u16(0) + u16(0) + u16(0)),
+    ("query", dnsHeader(flags: 0x0100) + web + u16(1) + u16(1)),
+    ("pointer-loop", dnsHeader(flags: 0x8180, an: 1) + web + u16(1) + u16(1) + [1, 0x61, 0xC0, 0x2A] + u16(1) + u16(1) + u16(0) + u16(1) + u16(4) + [1, 2, 3, 4]),
+    ("pointer-forward", dnsHeader(flags: 0x8180) + [0xC0, 0x20] + u16(1) + u16(1)),
+    ("label-64", dnsHeader(flags: 0x8180) + [64] + [UInt8](repeating: 0x61, count: 64) + [0] + u16(1) + u16(1)),
+    ("counts-too-high", dnsHeader(flags: 0x8180, an: 9, ns: 9, ar: 9) + web + u16(1) + u16(1) + rr(ptr12, 1, [10, 0, 0, 1])),
+]
+for (name, bytes) in dnsSeeds { write("dns-message", name, bytes) }
+
 print("wrote seeds under \(root.path)")

@@ -4,7 +4,7 @@
 # target the executions (stat::number_of_executed_units), exec/s and coverage; exits non-zero if a build fails or
 # any target crashes, leaks, times out or violates a property. Crash inputs are kept in .build-fuzz/artifacts/.
 #
-# Usage: Fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 10 seconds, all six targets)
+# Usage: Fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 10 seconds, all seven targets)
 #        SECONDS_PER_TARGET 0 means no time bound (pass one in FUZZ_ARGS, e.g. FUZZ_ARGS=-runs=10000000).
 # Env:   FUZZ_ARGS         extra libFuzzer flags for every target
 #        FUZZ_KEEP_CORPUS  a directory: keep each target's grown corpus in FUZZ_KEEP_CORPUS/<target> (and start
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-10}
 [ $# -gt 0 ] && shift
-all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key proxy-protocol)
+all_targets=(request-parser response-parser chunked-scanner websocket-frames config-parser group-key proxy-protocol dns-message)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -30,6 +30,7 @@ dict_of() {
     config-parser) echo Fuzz/dict/config.dict ;;
     group-key) echo Fuzz/dict/groupkey.dict ;;
     proxy-protocol) echo Fuzz/dict/proxy-protocol.dict ;;
+    dns-message) echo Fuzz/dict/dns.dict ;;
   esac
 }
 

@@ -10,6 +10,8 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/inotify.h>
+#include <poll.h>
 
 const uint32_t HUDDLE_EPOLLIN = EPOLLIN;
 const uint32_t HUDDLE_EPOLLOUT = EPOLLOUT;
@@ -119,3 +121,35 @@ int huddle_socket_error(int fd) {
 }
 
 void huddle_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+// inotify (not in Glibc's Swift module map): a non-blocking descriptor, and a watch on a directory for the events that
+// replace or rewrite a file in it (an editor's write, mv over it, Kubernetes' ..data symlink swap).
+int huddle_inotify_init(void) { return inotify_init1(IN_NONBLOCK | IN_CLOEXEC); }
+
+int huddle_inotify_watch_directory(int fd, const char *path) {
+    return inotify_add_watch(fd, path, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB
+                                           | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+}
+
+// Reads and discards queued events; returns how many were read, 0 when none was queued, -1 on error. The watcher only
+// needs to know that something changed (it re-reads the file), not what.
+int huddle_inotify_drain(int fd) {
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int events = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) return (n < 0 && errno != EAGAIN) ? -1 : events;
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *e = (struct inotify_event *)p;
+            events++;
+            p += sizeof(struct inotify_event) + e->len;
+        }
+    }
+}
+
+int huddle_poll(struct pollfd *fds, int count, int timeout_ms) { return poll(fds, (nfds_t)count, timeout_ms); }
+
+const short HUDDLE_POLLIN = POLLIN;
+const short HUDDLE_POLLOUT = POLLOUT;
+const short HUDDLE_POLLERR = POLLERR;
+const short HUDDLE_POLLHUP = POLLHUP;

@@ -30,6 +30,10 @@ extension ConfigBuilder {
             }
         case "admin":
             applyAdmin(d, a)
+        case "resolver":
+            applyResolver(d, a)
+        case "reload_on_change":
+            if let v = keyword(a[0], of: d.name, among: ["on", "off"]) { config.reloadOnChange = v == "on" }
         case "upstream":
             applyUpstream(d, a)
         case "server":
@@ -59,6 +63,39 @@ extension ConfigBuilder {
         default:
             return .file(a.text)
         }
+    }
+
+    private mutating func applyResolver(_ d: ConfigDirective, _ a: ParsedArguments) {
+        var servers: [ListenAddress] = []
+        for arg in a.positional {
+            guard let address = ConfigValue.nameserverAddress(arg.text[...]) else {
+                error(arg.location, "expected a nameserver IP address such as 10.96.0.10, 127.0.0.1:5353 or [fd00::a]:53, found \(ConfigText.quoted(arg.text))")
+                continue
+            }
+            servers.append(address)
+        }
+        var r = ResolverConfig(nameservers: servers, location: d.location)
+        var ok = servers.count == a.positional.count
+        if let v = a.options["valid"] {
+            if let ms = bounded(v, of: "valid", 1000...300_000, "1s and 5m") { r.valid = ms } else { ok = false }
+        }
+        if let v = a.options["hold"] {
+            if let ms = bounded(v, of: "hold", 0...86_400_000, "0 and 1d") { r.hold = ms } else { ok = false }
+        }
+        if let v = a.options["timeout"] {
+            if let ms = bounded(v, of: "timeout", 100...30_000, "100ms and 30s") { r.timeout = ms } else { ok = false }
+        }
+        if ok { config.resolver = r }
+    }
+
+    /// A duration within `range` (milliseconds), reported with `text` as its bounds.
+    private mutating func bounded(_ a: ConfigArgument, of what: String, _ range: ClosedRange<Milliseconds>, _ text: String) -> Milliseconds? {
+        guard let ms = duration(a, of: what) else { return nil }
+        guard range.contains(ms) else {
+            error(a.location, "\(ConfigText.quoted(what)) must be between \(text), found \(ConfigText.quoted(a.text))")
+            return nil
+        }
+        return ms
     }
 
     private mutating func applyAdmin(_ d: ConfigDirective, _ a: ParsedArguments) {

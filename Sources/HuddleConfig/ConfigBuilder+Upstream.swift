@@ -86,9 +86,36 @@ extension ConfigBuilder {
     }
 
     private mutating func backendServer(_ d: ConfigDirective, _ a: ParsedArguments) -> ServerConfig? {
-        guard let address = ConfigValue.serverAddress(a[0].text[...]) else {
-            error(a[0].location, "expected a backend address such as 127.0.0.1:9001, [::1]:9001 or app.internal:8080, found \(ConfigText.quoted(a[0].text))")
-            return nil
+        let resolve = a.flags["resolve"] != nil
+        if let at = a.flags["service"] {
+            // SRV records give the port and the weight: the line names only the service.
+            guard resolve else {
+                error(at, "\"service\" needs \"resolve\": write \"server \(a[0].text) resolve service;\"")
+                return nil
+            }
+            guard ConfigValue.serviceName(a[0].text[...]) else {
+                error(a[0].location, "expected an SRV name such as _http._tcp.web.default.svc.cluster.local (no port: the records give it), found \(ConfigText.quoted(a[0].text))")
+                return nil
+            }
+            if let w = a.options["weight"] {
+                error(w.location, "\"weight\" does not apply to \"service\": each SRV record gives its target's weight")
+                return nil
+            }
+        }
+        let isService = a.flags["service"] != nil
+        let address: ListenAddress
+        if isService {
+            address = ListenAddress(host: a[0].text, port: 0)
+        } else {
+            guard let parsed = ConfigValue.serverAddress(a[0].text[...]) else {
+                error(a[0].location, "expected a backend address such as 127.0.0.1:9001, [::1]:9001 or app.internal:8080, found \(ConfigText.quoted(a[0].text))")
+                return nil
+            }
+            if resolve, ConfigValue.isIPLiteral(parsed.host[...]) {
+                error(a[0].location, "\"resolve\" needs a DNS name, and \(ConfigText.quoted(parsed.host)) is an IP address")
+                return nil
+            }
+            address = parsed
         }
         var server = ServerConfig(address: address, identity: a[0].text, location: d.location)
         var ok = true
@@ -96,9 +123,15 @@ extension ConfigBuilder {
             if let n = integer(w, of: "weight", in: 0...1000) { server.weight = n } else { ok = false }
         }
         if let n = a.options["name"] {
-            if let id = name(n, for: "a server name") { server.identity = id } else { ok = false }
+            if let id = name(n, for: "a server name") {
+                server.identity = id
+                server.named = true
+            } else {
+                ok = false
+            }
         }
-        server.resolve = a.flags["resolve"] != nil
+        server.resolve = resolve
+        server.service = isService
         server.backup = a.flags["backup"] != nil
         server.down = a.flags["down"] != nil
         return ok ? server : nil

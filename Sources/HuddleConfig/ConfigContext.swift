@@ -47,6 +47,8 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "access_log", arguments: 1...1, options: ["format"]),
         DirectiveSpec(name: "error_log", arguments: 1...1, options: ["level"]),
         DirectiveSpec(name: "admin", arguments: 1...1, block: .optional),
+        DirectiveSpec(name: "resolver", arguments: 1...Int.max, options: ["valid", "hold", "timeout"]),
+        DirectiveSpec(name: "reload_on_change", arguments: 1...1),
         DirectiveSpec(name: "upstream", arguments: 1...1, block: .required, repeatable: true),
         DirectiveSpec(name: "server", arguments: 0...0, block: .required, repeatable: true),
     ]
@@ -56,7 +58,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "hash_balance_factor", arguments: 1...1),
         DirectiveSpec(name: "group_linger", arguments: 1...1),
         DirectiveSpec(name: "server", arguments: 1...1, options: ["weight", "name"],
-                      flags: ["resolve", "backup", "down"], repeatable: true),
+                      flags: ["resolve", "service", "backup", "down"], repeatable: true),
         DirectiveSpec(name: "health_check", arguments: 1...1,
                       options: ["interval", "timeout", "rise", "fall", "expect", "host", "initial"]),
         DirectiveSpec(name: "passive_health", arguments: 0...0, options: ["failures", "ejection", "max_ejected", "on_5xx"]),

@@ -111,6 +111,20 @@ public enum ConfigValue {
         return ListenAddress(host: host, port: port)
     }
 
+    /// A nameserver: an IP literal, with a port or not (53): `10.96.0.10`, `127.0.0.1:5353`, `fd00::a`, `[fd00::a]:53`.
+    public static func nameserverAddress(_ s: Substring) -> ListenAddress? {
+        if isIPv4(s) || (!s.hasPrefix("[") && isIPv6(s)) { return ListenAddress(host: String(s), port: 53) }
+        guard let (host, portText) = splitHostPort(s), isIPv4(host[...]) || isIPv6(host[...]),
+              let port = port(portText), port != 0 else { return nil }
+        return ListenAddress(host: host, port: port)
+    }
+
+    /// Whether `s` is an IPv4 or IPv6 literal (no brackets).
+    public static func isIPLiteral(_ s: Substring) -> Bool { isIPv4(s) || isIPv6(s) }
+
+    /// A DNS name for `server NAME resolve service`: a host name, at most 253 characters.
+    public static func serviceName(_ s: Substring) -> Bool { !isIPv4(s) && isHostName(s) }
+
     // MARK: - Pieces
 
     /// Splits `host:port` or `[v6]:port`, validating the host.

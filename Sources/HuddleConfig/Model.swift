@@ -75,8 +75,16 @@ public struct ServerConfig: Sendable {
     public var weight: Int = 1
     /// Stable identity for hashing: `name=` if given, else the address exactly as written in the config.
     public var identity: String
-    /// `resolve`: the host is a DNS name re-resolved periodically.
+    /// Whether `name=` was written (discovered servers then carry it as a prefix of their identities).
+    public var named = false
+    /// `resolve`: the host is a DNS name re-resolved by its TTL; every address it has becomes a server.
     public var resolve: Bool = false
+    /// `resolve service`: the host is an SRV name (`_http._tcp.web.ns.svc.cluster.local`, no port): every target of
+    /// the lowest priority becomes a server, with the record's port and weight.
+    public var service: Bool = false
+    /// Set on the servers discovery makes out of a `resolve` line: the DNS name they were found under (the SRV
+    /// target for a service), the name TLS checks and sends as SNI; nil for servers written in the config.
+    public var discoveredName: String? = nil
     /// `backup` and `down` are accepted as in nginx.
     public var backup: Bool = false
     public var down: Bool = false
@@ -84,6 +92,24 @@ public struct ServerConfig: Sendable {
     public init(address: ListenAddress, identity: String, location: SourceLocation) {
         self.address = address
         self.identity = identity
+        self.location = location
+    }
+}
+
+/// `resolver ADDR... [valid=D] [hold=D] [timeout=D]`: the nameservers `resolve` servers are looked up with.
+public struct ResolverConfig: Sendable {
+    /// IP literals with their port (53 unless written).
+    public var nameservers: [ListenAddress]
+    /// Caps how long an answer is used (its TTL otherwise), as nginx's `valid=`.
+    public var valid: Milliseconds? = nil
+    /// How long the last good set of servers is kept while lookups fail or come back empty.
+    public var hold: Milliseconds = ResolverConfig.defaultHold
+    /// Per attempt; a query is tried twice.
+    public var timeout: Milliseconds = 2000
+    public var location: SourceLocation
+    public static let defaultHold: Milliseconds = 60_000
+    public init(nameservers: [ListenAddress], location: SourceLocation) {
+        self.nameservers = nameservers
         self.location = location
     }
 }
@@ -254,6 +280,10 @@ public struct HuddleConfig: Sendable {
     public var accessLog = AccessLogConfig()
     public var errorLog = ErrorLogConfig()
     public var admin: AdminConfig? = nil
+    /// Nil: /etc/resolv.conf's nameservers and search list, the default hold and timeout.
+    public var resolver: ResolverConfig? = nil
+    /// `reload_on_change on`: reload when the config file changes (its directory is watched).
+    public var reloadOnChange = false
     /// In file order.
     public var upstreams: [UpstreamConfig] = []
     public var servers: [ServerBlockConfig] = []
@@ -262,6 +292,9 @@ public struct HuddleConfig: Sendable {
     public func upstream(named name: String) -> UpstreamConfig? {
         upstreams.first { $0.name == name }
     }
+
+    /// Whether any server is found through DNS (`resolve`): then the resolver thread runs.
+    public var usesDiscovery: Bool { upstreams.contains { $0.servers.contains(where: \.resolve) } }
 }
 
 /// One problem found in a config file.

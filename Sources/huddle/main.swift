@@ -140,13 +140,16 @@ if let a = config.admin {
     }
 }
 
-/// Reloads from the config file (SIGHUP or POST /api/reload).
+/// Reloads from the config file (SIGHUP, POST /api/reload or reload_on_change).
 final class Reloader: Sendable {
     let path: String?
     let proxy: Proxy
-    init(path: String?, proxy: Proxy) {
+    /// Runs after a reload was applied, with the new config (turns reload_on_change on or off).
+    let applied: @Sendable (HuddleConfig) -> Void
+    init(path: String?, proxy: Proxy, applied: @escaping @Sendable (HuddleConfig) -> Void) {
         self.path = path
         self.proxy = proxy
+        self.applied = applied
     }
 
     /// Reloads and logs the outcome; POST /api/reload also renders it as its JSON answer.
@@ -163,7 +166,9 @@ final class Reloader: Sendable {
             return .invalid(errors.errors)
         case .success(let c):
             switch proxy.reload(c) {
-            case .success(let gen): return .reloaded(generation: gen)
+            case .success(let gen):
+                applied(c)
+                return .reloaded(generation: gen)
             case .failure(let e):
                 proxy.errorLog.error("reload failed: \(e); the running configuration stays")
                 if let errors = e as? ConfigErrors { return .invalid(errors.errors) }
@@ -172,7 +177,39 @@ final class Reloader: Sendable {
         }
     }
 }
-let reloader = Reloader(path: configPath, proxy: proxy)
+/// Starts or stops the config watcher as the running config's `reload_on_change` says.
+final class WatcherControl: @unchecked Sendable {
+    // SAFETY: on the control thread only (start, then reloads on the control loop).
+    var watcher: ConfigWatcher?
+    var reload: () -> Void = {}
+    let path: String?
+    let control: EventLoop
+    let log: ErrorLog
+    init(path: String?, control: EventLoop, log: ErrorLog) {
+        self.path = path
+        self.control = control
+        self.log = log
+    }
+
+    func follow(_ config: HuddleConfig) {
+        if config.reloadOnChange, watcher == nil, let path {
+            let w = ConfigWatcher(path: path, loop: control, log: log, reload: { [unowned self] in reload() })
+            do {
+                try w.start()
+                watcher = w
+            } catch {
+                log.error("reload_on_change: cannot watch \(w.directory): \(error); reload with SIGHUP instead")
+            }
+        } else if !config.reloadOnChange, let w = watcher {
+            w.stop()
+            watcher = nil
+        }
+    }
+}
+let watcherControl = WatcherControl(path: configPath, control: control, log: proxy.errorLog)
+let reloader = Reloader(path: configPath, proxy: proxy, applied: { watcherControl.follow($0) })
+watcherControl.reload = { _ = reloader.reload() }
+watcherControl.follow(config)
 admin?.onReload = { reloader.reload() }
 
 /// Reads pending signals on the control loop.
@@ -235,6 +272,7 @@ if configPath == nil {
 }
 
 control.run()
+watcherControl.watcher?.stop()
 proxy.shutdown(timeoutMs: config.shutdownTimeout)
 for b in demoBackends { b.stop() }
 exit(0)

@@ -1,4 +1,4 @@
-// C shim: Linux syscalls and constants Glibc's Swift overlay does not export cleanly (epoll, splice, pipe2, eventfd, signalfd, accept4).
+// C shim: Linux syscalls and constants Glibc's Swift overlay does not export cleanly (epoll, splice, pipe2, eventfd, signalfd, accept4, inotify, poll).
 #ifndef C_HUDDLE_LINUX_H
 #define C_HUDDLE_LINUX_H
 
@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <poll.h>
 
 // Packed epoll event in a layout Swift can build without the packed-struct import issue.
 typedef struct {
@@ -32,6 +33,10 @@ uint64_t huddle_realtime_ms(void);
 int huddle_raise_nofile(uint64_t *soft, uint64_t *hard);
 int huddle_socket_error(int fd);
 void huddle_set_thread_name(const char *name);
+int huddle_inotify_init(void);
+int huddle_inotify_watch_directory(int fd, const char *path);
+int huddle_inotify_drain(int fd);
+int huddle_poll(struct pollfd *fds, int count, int timeout_ms);
 
 // Constants (macros are not always importable).
 extern const uint32_t HUDDLE_EPOLLIN;
@@ -42,5 +47,9 @@ extern const uint32_t HUDDLE_EPOLLRDHUP;
 extern const uint32_t HUDDLE_EPOLLET;
 extern const int HUDDLE_EPOLL_CTL_ADD;
 extern const int HUDDLE_EPOLL_CTL_DEL;
+extern const short HUDDLE_POLLIN;
+extern const short HUDDLE_POLLOUT;
+extern const short HUDDLE_POLLERR;
+extern const short HUDDLE_POLLHUP;
 
 #endif

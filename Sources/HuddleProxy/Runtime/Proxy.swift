@@ -13,6 +13,10 @@ public final class Proxy: @unchecked Sendable {
     private let state: Locked<ControlState>
     /// Active checks and ejection ends, on the control loop once `attachControlLoop` ran.
     private let healthDriver = Locked<(loop: EventLoop, driver: HealthDriver)?>(nil)
+    /// `resolve` lines: lookups on the resolver thread, results on the control loop (see Discovery).
+    private let discovery: Discovery
+    /// Servers that left the snapshot, for when they come back (control thread only).
+    private let archive = ServerArchive()
 
     struct ControlState {
         var runtime: RuntimeConfig
@@ -28,10 +32,30 @@ public final class Proxy: @unchecked Sendable {
         errorLog = ErrorLog(config.errorLog)
         let log = errorLog
         let driver = healthDriver
-        let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) },
-                                         transitions: Self.transitionObserver(log: log, driver: driver))
+        discovery = Discovery(log: errorLog)
+        discovery.sync(config)
+        discovery.resolveInitial()
+        let rt: RuntimeConfig
+        do {
+            rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { log.warn($0) },
+                                         transitions: Self.transitionObserver(log: log, driver: driver), discovered: discovery.found,
+                                         archive: archive)
+        } catch {
+            discovery.stop()
+            throw error
+        }
         state = Locked(ControlState(runtime: rt, generation: 1, lastReloadMs: Sys.wallClockMs(), lastReloadResult: "initial load"))
-        Self.warnAboutPendingFeatures(config, log: errorLog)
+        discovery.onChange = { [unowned self] in applyDiscovery() }
+        Self.warnAboutPendingFeatures(config, log: log)
+    }
+
+    /// Directives the config language accepts whose machinery is not in this build yet: say so instead of pretending.
+    static func warnAboutPendingFeatures(_ c: HuddleConfig, log: ErrorLog) {
+        for u in c.upstreams {
+            for s in u.servers where s.backup {
+                log.warn("server \(s.address) (\(s.location)): backup is accepted but not used yet; the server is balanced like the others")
+            }
+        }
     }
 
     /// Every state change of a server is logged once, with its reason; an ejection also wakes the control loop so the
@@ -51,6 +75,29 @@ public final class Proxy: @unchecked Sendable {
     public func attachControlLoop(_ loop: EventLoop) {
         let d = HealthDriver(loop: loop, runtime: runtime)
         healthDriver.withLock { $0 = (loop, d) }
+        discovery.attach(loop)
+    }
+
+    /// Some `resolve` line found other servers: a new snapshot of the same config, built as a reload builds one
+    /// (servers kept by identity keep their state, ones that come back are revived) and applied the same way, to the
+    /// workers and the health driver. The config generation stays: the file did not change. On the control loop.
+    func applyDiscovery() {
+        let old = runtime
+        let rt: RuntimeConfig
+        do {
+            rt = try RuntimeConfig.build(old.config, generation: old.generation, previous: old, log: { self.errorLog.warn($0) },
+                                         transitions: Self.transitionObserver(log: errorLog, driver: healthDriver),
+                                         discovered: discovery.found, archive: archive, sameConfig: true)
+        } catch {
+            errorLog.error("discovery: cannot apply the servers found: \(error); the current ones stay")
+            return
+        }
+        state.withLock { $0.runtime = rt }
+        for w in workers { w.loop.execute { w.apply(rt) } }
+        if let d = healthDriver.withLock({ $0 }) {
+            let h = d.driver
+            d.loop.execute { h.apply(rt) }
+        }
     }
 
     /// What an operator can do to a server from the admin port.
@@ -93,13 +140,6 @@ public final class Proxy: @unchecked Sendable {
 
     /// Health probes started since start (one per server per interval, process-wide).
     public var healthProbesStarted: Int { healthDriver.withLock { $0?.driver.probesStarted } ?? 0 }
-
-    /// Directives the config language accepts whose machinery is not in this build yet: say so instead of pretending.
-    static func warnAboutPendingFeatures(_ c: HuddleConfig, log: ErrorLog) {
-        for u in c.upstreams {
-            for s in u.servers where s.resolve { log.warn("server \(s.address) (\(s.location)): resolve is accepted but names are resolved once, at start and on reload") }
-        }
-    }
 
     public var runtime: RuntimeConfig { state.withLock { $0.runtime } }
 
@@ -156,8 +196,11 @@ public final class Proxy: @unchecked Sendable {
         let rt: RuntimeConfig
         do {
             let gen = state.withLock { $0.generation } + 1
+            // Lines kept by the new file keep what was found for them; new ones are empty until their first answer
+            // (discovery follows the new file only once it is applied: a failed reload changes nothing).
             rt = try RuntimeConfig.build(config, generation: gen, previous: old, log: { self.errorLog.warn($0) },
-                                         transitions: Self.transitionObserver(log: errorLog, driver: healthDriver))
+                                         transitions: Self.transitionObserver(log: errorLog, driver: healthDriver),
+                                         discovered: discovery.found, archive: archive)
         } catch {
             recordFailedReload("\(error)")
             return .failure(error)
@@ -182,6 +225,7 @@ public final class Proxy: @unchecked Sendable {
             $0.lastReloadResult = "ok"
             $0.reloadsOK += 1
         }
+        discovery.sync(config)
         for (i, w) in workers.enumerated() {
             let fds = newFDs[i]
             w.loop.execute { w.apply(rt, addListeners: fds) }
@@ -223,6 +267,7 @@ public final class Proxy: @unchecked Sendable {
     /// Waits on each worker's drain event (set by the worker itself when, shutting down, its last client connection
     /// has closed): no polling, and never longer than `timeoutMs` in all.
     public func shutdown(timeoutMs: Int64) {
+        discovery.stop()
         if let d = healthDriver.withLock({ $0 }) {
             let h = d.driver
             d.loop.execute { h.stop() }

@@ -13,7 +13,8 @@ public final class ServerRuntime: Sendable {
     public let uid: Int
     public let identity: String
     public let addressText: String
-    /// The host part as written (the name a TLS backend is checked against unless `tls sni=` says otherwise).
+    /// The host part as written, or for a server found through DNS the name it was found under (the name a TLS
+    /// backend is checked against unless `tls sni=` says otherwise).
     public let host: String
     public let address: SocketAddress?
     /// The weight in the newest config (a reload that changes only the weight keeps the server and its state).
@@ -48,7 +49,7 @@ public final class ServerRuntime: Sendable {
         keepaliveTimeoutMs = Atomic(upstream.keepaliveTimeout)
         identity = config.identity
         addressText = config.address.description
-        host = config.address.host
+        host = config.discoveredName ?? config.address.host
         self.address = address
         weightValue = Atomic(config.weight)
     }
@@ -67,6 +68,13 @@ public final class ServerRuntime: Sendable {
     /// the last failure (`ServerHealth.failurePenalty`), so the server is tried again.
     @inline(__always) public func balancingLoad(nowMs: Int64) -> Int {
         inFlight.load(ordering: .relaxed) + health.failurePenalty(nowMs: nowMs)
+    }
+
+    /// A kept (or revived) server takes the new config's settings.
+    func follow(_ s: ServerConfig, upstream u: UpstreamConfig) {
+        weightValue.store(s.weight, ordering: .relaxed)
+        keepalive.store(u.keepalive, ordering: .relaxed)
+        keepaliveTimeoutMs.store(u.keepaliveTimeout, ordering: .relaxed)
     }
 
     func recordLatency(micros: Int) {
@@ -231,30 +239,46 @@ public final class RuntimeConfig: Sendable {
     public func upstream(named name: String) -> UpstreamRuntime? { upstreams.first { $0.name == name } }
 
     /// Builds a snapshot, reusing server objects (and their counters) and group tables from `previous` where identities match.
-    /// Resolves names (blocking): call off the data path.
+    /// `resolve` lines become the servers in `discovered` (by `DiscoveryKey`); servers that drop out go to `archive`,
+    /// and one that comes back with the same identity and address is taken from there. `sameConfig` (a discovery
+    /// change: `config` is `previous.config`) reuses the listen addresses and TLS contexts instead of building them
+    /// again. Resolves names of written servers and listeners (blocking): call off the data path.
     public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: @escaping @Sendable (String) -> Void,
-                             transitions: @escaping HealthTransitionObserver = { _, _, _, _ in }) throws -> RuntimeConfig {
+                             transitions: @escaping HealthTransitionObserver = { _, _, _, _ in },
+                             discovered: [String: [DiscoveredServer]] = [:], archive: ServerArchive? = nil,
+                             sameConfig: Bool = false) throws -> RuntimeConfig {
         let wall = Sys.wallClockMs()
         let ticketKeys = previous?.ticketKeys ?? TicketKeyRing()
         // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
         let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
-        var nextUID = (previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1
+        var nextUID = max((previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1, archive?.nextUID ?? 0)
         var ups: [UpstreamRuntime] = []
-        for (i, u) in config.upstreams.enumerated() {
+        for (i, written) in config.upstreams.enumerated() {
+            let u = written.expanded(discovered: discovered) { identity, line in
+                log("upstream \(written.name): \(identity), found for \(line.address.host) (\(line.location)), is already a server of this upstream; skipped")
+            }
             let old = previous?.upstream(named: u.name)
             var servers: [ServerRuntime] = []
             for s in u.servers {
                 if let o = old?.server(identity: s.identity), o.addressText == s.address.description {
                     // The same server: statistics, health and pooled connections carry over; settings follow the config.
-                    o.weightValue.store(s.weight, ordering: .relaxed)
                     let wasDown = old?.config.servers.first(where: { $0.identity == s.identity })?.down ?? false
                     if s.down && !wasDown {
                         o.health.update(set: .disabled, reason: "down in the config", nowWallMs: wall)
                     } else if !s.down && wasDown {
                         o.health.update(clear: .disabled, reason: "no longer down in the config", nowWallMs: wall)
                     }
-                    o.keepalive.store(u.keepalive, ordering: .relaxed)
-                    o.keepaliveTimeoutMs.store(u.keepaliveTimeout, ordering: .relaxed)
+                    o.follow(s, upstream: u)
+                    servers.append(o)
+                    continue
+                }
+                if let o = archive?.take(upstream: u.name, identity: s.identity, addressText: s.address.description) {
+                    // Back after leaving (a pod that reappears in DNS): the same object, so its history carries on.
+                    if s.down != o.health.flags.contains(.disabled) {
+                        _ = o.health.update(set: s.down ? .disabled : [], clear: s.down ? [] : .disabled,
+                                            reason: s.down ? "down in the config" : "no longer down in the config", nowWallMs: wall)
+                    }
+                    o.follow(s, upstream: u)
                     servers.append(o)
                     continue
                 }
@@ -272,12 +296,17 @@ public final class RuntimeConfig: Sendable {
                 servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr, health: health, statShards: shards))
                 nextUID += 1
             }
+            if let old, let archive {
+                for o in old.servers where !servers.contains(where: { $0 === o }) { archive.add(o, upstream: u.name) }
+            }
             let upstreamHealth = old?.health ?? UpstreamHealth(onRefused: log)
             upstreamHealth.configure(members: servers.map(\.health), policy: u.passiveHealth.map {
                 EjectionPolicy(failures: $0.failures, ejectionMs: $0.ejection, maxEjectedPercent: $0.maxEjectedPercent, countServerErrors: $0.on5xx)
             })
             var clientTLS: ClientTLSContext? = nil
-            if let t = u.tls {
+            if sameConfig {
+                clientTLS = old?.tls
+            } else if let t = u.tls {
                 do {
                     clientTLS = try ClientTLSContext(verify: t.verify, caFile: t.ca, serverName: t.sni)
                 } catch {
@@ -287,8 +316,9 @@ public final class RuntimeConfig: Sendable {
             ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth,
                                        stats: old?.stats ?? RequestStats(shards: shards), tls: clientTLS))
         }
+        archive?.nextUID = nextUID
         var blocks: [ServerBlockRuntime] = []
-        for b in config.servers {
+        for (bi, b) in config.servers.enumerated() {
             var routes: [RouteRuntime] = []
             for r in b.routes {
                 guard let u = ups.first(where: { $0.name == r.upstream }) else {
@@ -297,6 +327,10 @@ public final class RuntimeConfig: Sendable {
                 routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u))
             }
             routes.sort { $0.prefix.count > $1.prefix.count }
+            if sameConfig, let p = previous?.serverBlocks[bi] {
+                blocks.append(ServerBlockRuntime(config: b, routes: routes, listenAddresses: p.listenAddresses, tls: p.tls))
+                continue
+            }
             var addrs: [SocketAddress] = []
             for l in b.listens {
                 let resolved: [SocketAddress]
