@@ -5,6 +5,8 @@ enum DemoRoute {
     case hello
     case healthz
     case stats
+    /// `GET /stats/rooms`: the chat rooms this backend holds and their member counts.
+    case roomStats
     case bytes(Int64, chunked: Bool)
     case echo
     case headers([UInt8])
@@ -35,6 +37,7 @@ enum DemoRoute {
         if method != .get && method != .head { return .hello }
         if equals(p, path, "/healthz") { return .healthz }
         if equals(p, path, "/stats") { return .stats }
+        if equals(p, path, "/stats/rooms") { return .roomStats }
         if equals(p, path, "/headers") { return .headers(Array(p[0..<head.headLength])) }
         if equals(p, path, "/hang") { return .hang }
         if equals(p, path, "/close") { return .close }
