@@ -17,10 +17,13 @@ public enum GroupPlacement {
     /// - its server is gone from the config (`server == nil`) or no longer takes groups: always;
     /// - it was placed under an older view and the owner now differs: yes. A group placed under the current view stays
     ///   where that placement put it (a retry that excluded a failing owner, a bounded-load spill), so a group moves at
-    ///   most once per change.
-    public static func isMisplaced(server: Int?, serverEligible: Bool, owner: Int?, placedEpoch: UInt64, epoch: UInt64) -> Bool {
+    ///   most once per change;
+    /// - but not when the owner is the server it was placed away from (`avoided`: connecting to it failed): moving it
+    ///   back would fail again. It stays until the owner changes or its own server stops taking groups.
+    public static func isMisplaced(server: Int?, serverEligible: Bool, owner: Int?, placedEpoch: UInt64, epoch: UInt64,
+                                   avoided: Int? = nil) -> Bool {
         guard let server, serverEligible else { return true }
-        guard let owner else { return false }
+        guard let owner, owner != avoided else { return false }
         return placedEpoch < epoch && owner != server
     }
 }

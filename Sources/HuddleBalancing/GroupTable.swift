@@ -97,6 +97,9 @@ public final class GroupTable: Sendable {
         var epoch: UInt64 = 0
         /// Set by `scan`: the server is no longer the placement function's answer.
         var misplaced = false
+        /// Placed away from this owner because connecting to it failed (a retry excluded it): while it is still the
+        /// owner, the group is not misplaced (moving it back would only fail again).
+        var avoided: String? = nil
 
         func isAlive(at nowMs: Int64) -> Bool { members > 0 || lingerUntilMs > nowMs }
     }
@@ -160,7 +163,7 @@ public final class GroupTable: Sendable {
     /// placement in `evicted`, for the caller to close its members. Without `migrate`, marks are ignored and old members
     /// stay where they are (rebalance keep).
     public func join(
-        key: [UInt8], keyHash: UInt64, nowMs: Int64, migrate: Bool = false,
+        key: [UInt8], keyHash: UInt64, nowMs: Int64, migrate: Bool = false, avoided: String? = nil,
         keepsPin: (_ server: String, _ members: Int) -> Bool, place: () -> String?
     ) -> Member? {
         let k = Key(hash: keyHash, bytes: key)
@@ -190,7 +193,7 @@ public final class GroupTable: Sendable {
             }
             let placement = Self.nextPlacement()
             groups[k] = Entry(server: server, members: 1, sinceMs: nowMs, lingerUntilMs: 0, placement: placement,
-                              epoch: epochValue.load(ordering: .acquiring))
+                              epoch: epochValue.load(ordering: .acquiring), avoided: avoided == server ? nil : avoided)
             if evicted != nil {
                 evictionsValue.add(1, ordering: .releasing)
                 migrationsValue.add(1, ordering: .relaxed)
@@ -225,18 +228,18 @@ public final class GroupTable: Sendable {
     }
 
     /// Judges every live or lingering group against the current placement view (the control loop, on a view change and
-    /// now and then while migrations are pending). `isMisplaced(keyHash, server, placedEpoch)` is the placement rule
+    /// now and then while migrations are pending). `isMisplaced(keyHash, server, placedEpoch, avoided)` is the placement rule
     /// (it runs under the shard lock: pure, no call back into this table). A live misplaced group is marked and
     /// returned; a lingering misplaced one is dropped (its next member places it afresh, nobody to close); a marked group
     /// that is no longer misplaced is unmarked. One shard at a time, so joins elsewhere are not held up.
-    public func scan(nowMs: Int64, isMisplaced: (_ keyHash: UInt64, _ server: String, _ placedEpoch: UInt64) -> Bool) -> [MisplacedGroup] {
+    public func scan(nowMs: Int64, isMisplaced: (_ keyHash: UInt64, _ server: String, _ placedEpoch: UInt64, _ avoided: String?) -> Bool) -> [MisplacedGroup] {
         var out: [MisplacedGroup] = []
         for shard in shards {
             shard.groups.withLock { groups in
                 var drop: [Key] = []
                 for (key, entry) in groups {
                     guard entry.isAlive(at: nowMs) else { continue }
-                    let wrong = isMisplaced(key.hash, entry.server, entry.epoch)
+                    let wrong = isMisplaced(key.hash, entry.server, entry.epoch, entry.avoided)
                     if entry.members == 0 {
                         if wrong { drop.append(key) }
                         continue

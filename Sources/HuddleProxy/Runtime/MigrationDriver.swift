@@ -206,12 +206,13 @@ final class MigrationDriver: TimerNode, @unchecked Sendable {
         var index: [String: Int] = [:]
         for (i, s) in u.servers.enumerated() { index[s.identity] = i }
         let hash = u.hash
-        let found = u.groups.scan(nowMs: now) { keyHash, server, placedEpoch in
+        let found = u.groups.scan(nowMs: now) { keyHash, server, placedEpoch, avoided in
             let si = index[server]
             let serverEligible = si.map { eligible[$0] } ?? false
             if serverEligible && placedEpoch >= epoch { return false }
             let owner = serverEligible ? hash.owner(keyHash: keyHash, isEligible: { eligible[$0] }) : nil
-            return GroupPlacement.isMisplaced(server: si, serverEligible: serverEligible, owner: owner, placedEpoch: placedEpoch, epoch: epoch)
+            return GroupPlacement.isMisplaced(server: si, serverEligible: serverEligible, owner: owner, placedEpoch: placedEpoch, epoch: epoch,
+                                              avoided: avoided.flatMap { index[$0] })
         }
         return found.reversed()
     }

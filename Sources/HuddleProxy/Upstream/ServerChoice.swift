@@ -27,7 +27,13 @@ struct ServerChoice: ~Copyable {
                 // still on it; a new, lingering-on-a-draining-server or moved group goes only to a server that takes
                 // groups. With rebalance migrate, a group the control loop marked misplaced is re-placed by this join
                 // (its old members are then closed with 1012, so the group ends whole on its new server).
-                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, migrate: migrate, keepsPin: { id, members in
+                // A retry that excluded the group's owner (connecting to it failed) remembers it: the control loop will
+                // not move the group back to it while it is still the owner. Computed on retries only.
+                var avoided: String? = nil
+                if !excluded.isEmpty, let o = u.groupOwner(keyHash: keyHash, nowMs: nowMs), excluded.contains(servers[o].uid) {
+                    avoided = servers[o].identity
+                }
+                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, migrate: migrate, avoided: avoided, keepsPin: { id, members in
                     guard let s = u.server(identity: id) else { return false }
                     return s.keepsGroup(members: members) && !excluded.contains(s.uid)
                 }, place: {
