@@ -228,7 +228,14 @@ async def run_churn(args):
         loop.add_signal_handler(sig, stop.set)
     stats = ChurnStats()
     rng = random.Random(args.seed)
-    groups = [args.format.format(i) for i in range(args.groups)]
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+    groups = [args.format.format(i) for i in range(args.first, args.first + args.groups)]
     tasks = [asyncio.ensure_future(churn_member(g, m, args, stats, stop, random.Random(rng.random())))
              for g in groups for m in range(args.members)]
     started = time.monotonic()
@@ -286,6 +293,7 @@ def main():
     ch.add_argument("--groups", type=int, default=200)
     ch.add_argument("--members", type=int, default=10)
     ch.add_argument("--format", default="g{:03d}", help="Python format string for group i")
+    ch.add_argument("--first", type=int, default=0, help="index of the first group (several clients can share a set)")
     ch.add_argument("--stay", type=float, default=8.0, help="mean seconds a member stays (0: until closed)")
     ch.add_argument("--away", type=float, default=1.0, help="mean seconds a member is away before it comes back")
     ch.add_argument("--min-delay", type=float, default=0.05)
