@@ -244,13 +244,23 @@ def main():
                 t["connect_errors"] += d["connect_errors"]
             return t
 
-        def converged(deadline, live_backends):
-            """Every group whole (on one backend, non-empty) for 300 ms, and no replica shows a misplaced group."""
+        def settled_everywhere():
+            """No replica has a server still settling, a misplaced group, or a migration pending."""
+            for r in replicas:
+                g = admin_groups(r)
+                m = g["migration"]
+                if g["misplaced"] or m.get("pending", 0) or m.get("settling"):
+                    return False
+            return True
+
+        def converged(deadline, live_backends, not_before=0.0):
+            """Every group whole (on one backend, non-empty) for 300 ms, and no replica shows a misplaced group, a pending
+            migration or a settling server (checked from `not_before` on)."""
             first_ok = None
             while time.monotonic() < deadline:
                 cur = watch.current()
                 ok = all(len(s) == 1 and next(iter(s)) in live_backends for s in cur.values())
-                if ok and misplaced() == 0:
+                if ok and time.monotonic() >= not_before and settled_everywhere():
                     first_ok = first_ok or time.monotonic()
                     if time.monotonic() - first_ok >= 0.3:
                         return first_ok
@@ -268,13 +278,23 @@ def main():
             print("groups not whole before any change", flush=True)
         descriptors = {r["port"]: len(os.listdir(f"/proc/{r['proc'].pid}/fd")) for r in replicas}
         report["huddle_descriptors_before_changes"] = descriptors
+        # Baseline: the same churn with nothing changing, for comparison with the CPU during a change.
+        c0, cpu0, t0 = churn_totals(), [cpu_seconds(r["proc"].pid) for r in replicas], time.monotonic()
+        time.sleep(5)
+        cpu1, t1, c1 = [cpu_seconds(r["proc"].pid) for r in replicas], time.monotonic(), churn_totals()
+        longest, _, split = watch.split_stats(t0, t1)
+        baseline = {"window_s": round(t1 - t0, 2), "huddle_cpu_percent": [round(100 * (b - a) / (t1 - t0), 1) for a, b in zip(cpu0, cpu1)],
+                    "reconnects_after_1012": c1["moved"] - c0["moved"], "groups_ever_split": split, "longest_split_s": round(longest, 3)}
+        report["steady_churn"] = baseline
+        print(json.dumps({"steady churn, no change": baseline}), flush=True)
 
-        def change(name, action, live_backends):
+        def change(name, action, live_backends, wait=0.0):
             c0, m0 = churn_totals(), migrations()
             cpu0 = [cpu_seconds(r["proc"].pid) for r in replicas]
             t0 = time.monotonic()
             action()
-            done = converged(t0 + args.timeout, live_backends)
+            # A replica learns of an added server only after its reload and membership_settle.
+            done = converged(t0 + args.timeout, live_backends, not_before=time.monotonic() + wait)
             t1 = time.monotonic()
             cpu1 = [cpu_seconds(r["proc"].pid) for r in replicas]
             c1 = churn_totals()
@@ -300,7 +320,7 @@ def main():
             watch.backends = dict(all_set)
 
         live = {n for n, _ in all_set}
-        change(f"add {all_set[-1][0]} (reload of 3 replicas, 0.3 s apart)", add_backend, live)
+        change(f"add {all_set[-1][0]} (reload of 3 replicas, 0.3 s apart)", add_backend, live, wait=args.settle + 0.3)
         victim = all_set[2][0]
 
         def kill_backend():
