@@ -237,6 +237,8 @@ public final class GroupTable: Sendable {
         for shard in shards {
             shard.groups.withLock { groups in
                 var drop: [Key] = []
+                var mark: [Key] = []
+                var unmark: [Key] = []
                 for (key, entry) in groups {
                     guard entry.isAlive(at: nowMs) else { continue }
                     let wrong = isMisplaced(key.hash, entry.server, entry.epoch, entry.avoided)
@@ -245,14 +247,17 @@ public final class GroupTable: Sendable {
                         continue
                     }
                     if wrong {
-                        if !entry.misplaced { groups[key]!.misplaced = true }
+                        if !entry.misplaced { mark.append(key) }
                         out.append(MisplacedGroup(key: key.bytes, keyHash: key.hash, server: entry.server, members: entry.members,
                                                   placement: entry.placement))
                     } else if entry.misplaced {
-                        groups[key]!.misplaced = false
+                        unmark.append(key)
                     }
                 }
+                // Changed after the walk: mutating while iterating would copy the whole shard.
                 for key in drop { groups[key] = nil }
+                for key in mark { groups[key]?.misplaced = true }
+                for key in unmark { groups[key]?.misplaced = false }
             }
         }
         // A stable order (by key hash, then bytes): every replica migrates the same groups in the same order.

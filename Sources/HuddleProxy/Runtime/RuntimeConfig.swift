@@ -142,8 +142,9 @@ public final class UpstreamRuntime: Sendable {
     @inline(__always)
     public func groupOwner(keyHash: UInt64, nowMs: Int64, excluded: [Int] = []) -> Int? {
         let servers = self.servers
-        if anyServerTakesGroups(nowMs: nowMs, excluded: excluded) {
-            return hash.owner(keyHash: keyHash, isEligible: { servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) })
+        // One pass when some server takes groups (the owner among them exists exactly then); else the fallback.
+        if let i = hash.owner(keyHash: keyHash, isEligible: { servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) }) {
+            return i
         }
         return hash.owner(keyHash: keyHash, isEligible: { servers[$0].isAvailable && !excluded.contains(servers[$0].uid) })
     }
