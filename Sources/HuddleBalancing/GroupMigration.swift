@@ -14,17 +14,22 @@ public enum GroupPlacement {
     }
 
     /// Whether a placed group is misplaced under the current view (`epoch`):
-    /// - its server is gone from the config (`server == nil`) or no longer takes groups: always;
-    /// - it was placed under an older view and the owner now differs: yes. A group placed under the current view stays
-    ///   where that placement put it (a retry that excluded a failing owner, a bounded-load spill), so a group moves at
-    ///   most once per change;
-    /// - but not when the owner is the server it was placed away from (`avoided`: connecting to it failed): moving it
-    ///   back would fail again. It stays until the owner changes or its own server stops taking groups.
+    /// - its server is gone from the config (`server == nil`) or no longer takes groups: yes;
+    /// - it is on its owner: no;
+    /// - it was placed away from its owner because connecting to the owner failed (`avoided` is the owner) and the owner
+    ///   is still failing (a failure streak that no success has ended): no, moving it back would only fail again;
+    /// - it was placed under an older view (the owner changed since): yes;
+    /// - it was placed away from an owner that has recovered since (a transient failure): yes, so one replica's passing
+    ///   trouble does not leave the group on another server than the other replicas use;
+    /// - otherwise (placed under the current view on a non-owner: a bounded-load spill): no. A group thus moves at most
+    ///   once per change.
     public static func isMisplaced(server: Int?, serverEligible: Bool, owner: Int?, placedEpoch: UInt64, epoch: UInt64,
-                                   avoided: Int? = nil) -> Bool {
+                                   avoided: Int? = nil, ownerFailing: Bool = false) -> Bool {
         guard let server, serverEligible else { return true }
-        guard let owner, owner != avoided else { return false }
-        return placedEpoch < epoch && owner != server
+        guard let owner, owner != server else { return false }
+        if owner == avoided && ownerFailing { return false }
+        if placedEpoch < epoch { return true }
+        return owner == avoided
     }
 }
 

@@ -25,9 +25,12 @@ final class GroupMigrationRulesTests: XCTestCase {
         // Placed under an older view: misplaced exactly when the owner differs.
         XCTAssertTrue(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 0, placedEpoch: 4, epoch: 5))
         XCTAssertFalse(GroupPlacement.isMisplaced(server: 0, serverEligible: true, owner: 0, placedEpoch: 4, epoch: 5))
-        // Placed away from an owner that failed: not moved back to it.
-        XCTAssertFalse(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 0, placedEpoch: 4, epoch: 5, avoided: 0))
-        XCTAssertTrue(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 2, placedEpoch: 4, epoch: 5, avoided: 0))
+        // Placed away from an owner that failed: not moved back to it while it still fails, whatever the view.
+        XCTAssertFalse(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 0, placedEpoch: 4, epoch: 5, avoided: 0, ownerFailing: true))
+        XCTAssertFalse(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 0, placedEpoch: 5, epoch: 5, avoided: 0, ownerFailing: true))
+        // Once the owner has recovered (a success ended its failure streak), back to it, even under the same view.
+        XCTAssertTrue(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 0, placedEpoch: 5, epoch: 5, avoided: 0, ownerFailing: false))
+        XCTAssertTrue(GroupPlacement.isMisplaced(server: 1, serverEligible: true, owner: 2, placedEpoch: 4, epoch: 5, avoided: 0, ownerFailing: true))
     }
 
     /// Adding a fifth server: a scan marks exactly the live groups whose owner changed (about 1/5), drops lingering ones

@@ -7,13 +7,16 @@ import HuddleDemo
 import XCTest
 
 final class GroupMigrationTests: HuddleTestCase {
-    static let groupCount = 200
-    static let members = 10
+    /// Under ThreadSanitizer (CI's third pass) every huddle is several times slower: a smaller population, the same
+    /// assertions. Otherwise the 200 groups x 10 members asked for.
+    static let underTSan = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil
+    static let groupCount = underTSan ? 80 : 200
+    static let members = underTSan ? 5 : 10
     static let token = "migrate-token"
     static var groupNames: [String] { (0..<groupCount).map { String(format: "g%03d", $0) } }
     /// Time allowances are multiplied by this under ThreadSanitizer (CI runs the suite once with it: every huddle is
     /// several times slower there).
-    static let slack: Double = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil ? 3 : 1
+    static let slack: Double = underTSan ? 3 : 1
 
     /// b1...bn, each a demo backend (chat rooms on /rooms/NAME/ws) on its own loopback port.
     static func startBackends(_ n: Int) throws -> [DemoBackend] {
@@ -135,7 +138,7 @@ final class GroupMigrationTests: HuddleTestCase {
         // 1. A fifth backend, added by reload: only the groups it now owns move, at the pace, each once, whole.
         let owners5 = hashOwners(groups, servers: names)
         let moving = groups.filter { owners4[$0] != owners5[$0] }
-        XCTAssertTrue((20...70).contains(moving.count), "about 1/5 of the groups change owner: \(moving.count)")
+        XCTAssertTrue((Self.groupCount / 10...Self.groupCount * 35 / 100).contains(moving.count), "about 1/5 of the groups change owner: \(moving.count)")
         let r0 = churn.reconnects
         let m0 = GroupAdmin.migrationsTotal(h)
         let t0 = monotonicSeconds()

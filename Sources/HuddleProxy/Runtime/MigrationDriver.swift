@@ -81,6 +81,8 @@ final class MigrationDriver: TimerNode, @unchecked Sendable {
         var misplacedAtChange = 0
         var movedSinceChange = 0
         var reportedDone = true
+        /// The last scan saw groups placed away from a failing owner: judged again every second until none is left.
+        var sawAvoided = false
     }
 
     private var states: [String: UpstreamState] = [:]
@@ -143,9 +145,9 @@ final class MigrationDriver: TimerNode, @unchecked Sendable {
                     st.changeWallMs = wall
                 }
             }
-            let rescan = now - st.lastScanMs >= Self.rescanMs && (!st.queue.isEmpty || now - st.changeMs < Self.rescanWindowMs)
+            let rescan = now - st.lastScanMs >= Self.rescanMs && (!st.queue.isEmpty || st.sawAvoided || now - st.changeMs < Self.rescanWindowMs)
             if changed || rescan {
-                st.queue = scan(u, eligible: eligible, now: now)
+                (st.queue, st.sawAvoided) = scan(u, eligible: eligible, now: now)
                 st.lastScanMs = now
                 if changed {
                     st.misplacedAtChange = st.queue.count
@@ -200,21 +202,29 @@ final class MigrationDriver: TimerNode, @unchecked Sendable {
         loop.timers.schedule(self, at: now + Self.tickMs)
     }
 
-    /// Marks (and returns, in migration order) the live groups the current view misplaces.
-    private func scan(_ u: UpstreamRuntime, eligible: [Bool], now: Int64) -> [GroupTable.MisplacedGroup] {
+    /// Marks (and returns, in migration order) the live groups the current view misplaces; also whether some group
+    /// was placed away from a failing owner (then the table is judged again every second, to move it back once the owner
+    /// has recovered).
+    private func scan(_ u: UpstreamRuntime, eligible: [Bool], now: Int64) -> ([GroupTable.MisplacedGroup], Bool) {
         let epoch = u.groups.viewEpoch
         var index: [String: Int] = [:]
         for (i, s) in u.servers.enumerated() { index[s.identity] = i }
         let hash = u.hash
+        let servers = u.servers
+        var sawAvoided = false
         let found = u.groups.scan(nowMs: now) { keyHash, server, placedEpoch, avoided in
             let si = index[server]
             let serverEligible = si.map { eligible[$0] } ?? false
-            if serverEligible && placedEpoch >= epoch { return false }
+            if serverEligible && placedEpoch >= epoch && avoided == nil { return false }
             let owner = serverEligible ? hash.owner(keyHash: keyHash, isEligible: { eligible[$0] }) : nil
-            return GroupPlacement.isMisplaced(server: si, serverEligible: serverEligible, owner: owner, placedEpoch: placedEpoch, epoch: epoch,
-                                              avoided: avoided.flatMap { index[$0] })
+            let avoidedIndex = avoided.flatMap { index[$0] }
+            let failing = owner.map { servers[$0].health.consecutiveFailures.load(ordering: .relaxed) > 0 } ?? false
+            let wrong = GroupPlacement.isMisplaced(server: si, serverEligible: serverEligible, owner: owner, placedEpoch: placedEpoch,
+                                                   epoch: epoch, avoided: avoidedIndex, ownerFailing: failing)
+            if !wrong && avoidedIndex != nil && owner == avoidedIndex { sawAvoided = true }
+            return wrong
         }
-        return found.reversed()
+        return (found.reversed(), sawAvoided)
     }
 
     /// Where a misplaced group goes: its owner among the servers that take groups (with bounded loads, the first of its
