@@ -42,7 +42,8 @@ struct GroupMembership: ~Copyable {
     let key: [UInt8]
     let keyHash: UInt64
     let placement: UInt64
-    /// The table's eviction count at the join: unchanged later means the placement cannot have been replaced.
+    /// The table's eviction count read just before the join: unchanged later means the placement cannot have been
+    /// replaced.
     let evictionsAtJoin: UInt64
     let lingerMs: Int64
 

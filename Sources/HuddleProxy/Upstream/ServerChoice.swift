@@ -33,6 +33,9 @@ struct ServerChoice: ~Copyable {
                 if !excluded.isEmpty, let o = u.groupOwner(keyHash: keyHash, nowMs: nowMs), excluded.contains(servers[o].uid) {
                     avoided = servers[o].identity
                 }
+                // Read before the join: any replacement of the placement joined below comes after it, so a member
+                // whose count still matches later knows for sure its placement was not replaced.
+                let evictionsBefore = u.groups.evictions
                 let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, migrate: migrate, avoided: avoided, keepsPin: { id, members in
                     guard let s = u.server(identity: id) else { return false }
                     return s.keepsGroup(members: members) && !excluded.contains(s.uid)
@@ -51,7 +54,7 @@ struct ServerChoice: ~Copyable {
                 guard let m = member else { return nil }
                 // The membership exists from here on: if the server vanished meanwhile, dropping it leaves the group.
                 let membership = GroupMembership(groups: u.groups, key: key, keyHash: keyHash, placement: m.placement,
-                                                 evictionsAtJoin: u.groups.evictions, lingerMs: u.config.groupLinger)
+                                                 evictionsAtJoin: evictionsBefore, lingerMs: u.config.groupLinger)
                 guard let s = u.server(identity: m.server) else { return nil }
                 var choice = ServerChoice(server: s, membership: membership)
                 if let e = m.evicted { choice.evicted = (e, m.previousServer ?? "?") }
