@@ -1,4 +1,5 @@
 // The JSON endpoints: each reads the current snapshot, the servers' atomics or the workers' published figures.
+import HuddleBalancing
 import HuddleJSON
 import HuddleProxy
 import HuddleSys
@@ -22,14 +23,17 @@ extension AdminServer {
         }
     }
 
-    /// `GET /api/groups?upstream=NAME&top=N`: the largest live groups and totals per server.
+    /// `GET /api/groups?upstream=NAME&top=N`: the largest live groups and totals per server; the misplaced groups
+    /// (their server is no longer the placement function's answer) with where they belong; migration progress.
     func groups(_ q: AdminQuery) -> AdminResponse {
         guard let name = q.string("upstream") else { return .error(400, "need ?upstream=NAME[&top=N]") }
         guard let u = proxy.runtime.upstream(named: name) else { return .error(404, "no upstream named " + name) }
         let now = loop.now
-        let top = q.int("top") ?? 20
-        let groups = u.groups.top(max(0, min(top, 100_000)), nowMs: now)
+        let top = max(0, min(q.int("top") ?? 20, 100_000))
+        let groups = u.groups.top(top, nowMs: now)
         let totals = u.groups.totals(nowMs: now)
+        let misplaced = u.groups.misplaced(nowMs: now, limit: top)
+        let migration = proxy.migrationStatus(upstream: name)
         let wall = Sys.wallClockMs()
         return .json(200) { w in
             w.object { w in
@@ -41,7 +45,41 @@ extension AdminServer {
                             w.field("server", g.server)
                             w.field("members", g.members)
                             w.field("since", wall - (now - g.sinceMs))
+                            w.field("misplaced", g.misplaced)
                         }
+                    }
+                })
+                w.field("misplaced", misplaced.count)
+                w.field("misplaced_groups", array: { w in
+                    for g in misplaced.groups {
+                        w.object { w in
+                            w.field("key", bytes: g.key)
+                            w.field("server", g.server)
+                            w.field("members", g.members)
+                            let owner = u.groupOwner(keyHash: StableHash.hash64(g.key), nowMs: now)
+                            w.field("owner", owner.map { u.servers[$0].identity })
+                        }
+                    }
+                })
+                w.field("migration", object: { w in
+                    w.field("rebalance", u.config.rebalance.isMigrate ? "migrate" : "keep")
+                    if let r = u.config.rebalance.rate { w.field("rate", r) }
+                    w.field("membership_settle_ms", u.config.membershipSettle)
+                    w.field("migrations_total", u.groups.migrations)
+                    if let m = migration {
+                        w.field("view", Int64(truncatingIfNeeded: m.epoch))
+                        if let c = m.lastChangeWallMs { w.field("last_change", c) }
+                        w.field("misplaced_at_change", m.misplacedAtChange)
+                        w.field("moved_since_change", m.movedSinceChange)
+                        w.field("pending", m.pending)
+                        w.field("settling", array: { w in
+                            for s in m.settling {
+                                w.object { w in
+                                    w.field("server", s.server)
+                                    w.field("until", s.untilWallMs)
+                                }
+                            }
+                        })
                     }
                 })
                 w.field("totals", object: { w in
@@ -85,6 +123,7 @@ extension AdminServer {
                                         w.field("address", s.addressText)
                                         w.field("name", s.identity)
                                         w.field("state", s.state.name)
+                                        w.field("drain_complete", s.drainComplete)
                                         w.field("weight", s.weight)
                                         w.field("active_connections", s.activeConnections.load(ordering: .relaxed))
                                         w.field("in_flight", s.inFlight.load(ordering: .relaxed))

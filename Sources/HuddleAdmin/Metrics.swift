@@ -102,6 +102,12 @@ enum Metrics {
                           source: .serverTransitions),
         MetricDeclaration(name: "huddle_health_probes_total", type: .counter, help: "Active health probes started (all servers).",
                           source: .process { Double($0.healthProbes) }),
+        MetricDeclaration(name: "huddle_group_migrations_total", type: .counter,
+                          help: "Live groups moved to another server with their members closed (WebSocket Close 1012): paced migrations of misplaced groups, and groups a new member moved at once.",
+                          source: .upstream { u, _ in Double(u.groups.migrations) }),
+        MetricDeclaration(name: "huddle_groups_misplaced", type: .gauge,
+                          help: "Live groups whose server is no longer the placement function's answer, waiting to migrate (or staying, with rebalance keep).",
+                          source: .upstream { u, now in Double(u.groups.misplaced(nowMs: now, limit: 0).count) }),
         MetricDeclaration(name: "huddle_server_tunnels", type: .gauge, help: "Open upgraded (WebSocket) tunnels to a backend server.",
                           source: .server { Double($0.tunnels.load(ordering: .relaxed)) }),
     ]

@@ -7,6 +7,7 @@ extension ConfigBuilder {
         var upstream = UpstreamConfig(name: name, location: d.location)
         var identities: [String: SourceLocation] = [:]
         var factorLocation: SourceLocation?
+        var groupOnlyLocations: [(name: String, location: SourceLocation)] = []
 
         for (c, ca) in accepted(d.block ?? [], in: .upstream) {
             switch c.name {
@@ -23,6 +24,33 @@ extension ConfigBuilder {
                 }
             case "group_linger":
                 if let ms = duration(ca[0], of: c.name) { upstream.groupLinger = ms }
+            case "rebalance":
+                groupOnlyLocations.append((c.name, c.location))
+                guard let mode = keyword(ca[0], of: c.name, among: ["migrate", "keep"]) else { continue }
+                if mode == "keep" {
+                    if let r = ca.options["rate"] {
+                        error(r.location, "\"rate\" applies to rebalance migrate; rebalance keep moves no group")
+                        continue
+                    }
+                    upstream.rebalance = .keep
+                } else if let r = ca.options["rate"] {
+                    if let v = ConfigValue.decimal(r.text[...]), v > 0, v <= 100_000 {
+                        upstream.rebalance = .migrate(rate: v)
+                    } else {
+                        error(r.location, "expected groups per second above 0 and at most 100000 such as 20 or 0.5 for \"rate\", found \(ConfigText.quoted(r.text))")
+                    }
+                } else {
+                    upstream.rebalance = .migrate(rate: RebalanceMode.defaultRate)
+                }
+            case "membership_settle":
+                groupOnlyLocations.append((c.name, c.location))
+                if let ms = duration(ca[0], of: c.name) {
+                    if ms > 3_600_000 {
+                        error(ca[0].location, "membership_settle is at most 1h, found \(ConfigText.quoted(ca[0].text))")
+                    } else {
+                        upstream.membershipSettle = ms
+                    }
+                }
             case "server":
                 guard let server = backendServer(c, ca) else { continue }
                 let identityLocation = ca.options["name"]?.location ?? ca[0].location
@@ -73,6 +101,11 @@ extension ConfigBuilder {
 
         if let factorLocation, upstream.balance != .hash {
             error(factorLocation, "hash_balance_factor needs balance hash (upstream \(ConfigText.quoted(name)) uses \(upstream.balance.rawValue))")
+        }
+        if upstream.balance != .hash {
+            for g in groupOnlyLocations {
+                error(g.location, "\(g.name) needs balance hash (upstream \(ConfigText.quoted(name)) uses \(upstream.balance.rawValue))")
+            }
         }
         if upstream.servers.isEmpty, d.block != nil, !inputTruncated, !mentions(d.block, "server", in: .upstream) {
             error(nameArgument.location, "upstream \(ConfigText.quoted(name)) has no servers: add at least one \"server HOST:PORT;\"")

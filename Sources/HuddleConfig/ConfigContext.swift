@@ -57,6 +57,8 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "balance", arguments: 1...1),
         DirectiveSpec(name: "hash_balance_factor", arguments: 1...1),
         DirectiveSpec(name: "group_linger", arguments: 1...1),
+        DirectiveSpec(name: "rebalance", arguments: 1...1, options: ["rate"]),
+        DirectiveSpec(name: "membership_settle", arguments: 1...1),
         DirectiveSpec(name: "server", arguments: 1...1, options: ["weight", "name"],
                       flags: ["resolve", "service", "backup", "down"], repeatable: true),
         DirectiveSpec(name: "health_check", arguments: 1...1,

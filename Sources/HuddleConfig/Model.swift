@@ -146,6 +146,11 @@ public struct UpstreamConfig: Sendable {
     /// nil: no bounded loads (pure hash owner).
     public var hashBalanceFactor: Double? = nil
     public var groupLinger: Milliseconds = 5000
+    /// What happens to live groups whose server is no longer the placement function's answer (`rebalance`).
+    public var rebalance: RebalanceMode = .migrate(rate: RebalanceMode.defaultRate)
+    /// How long a newly seen server (or one back after being out) waits before it takes new groups or migrations
+    /// (`membership_settle`).
+    public var membershipSettle: Milliseconds = 5000
     public var servers: [ServerConfig] = []
     public var healthCheck: HealthCheckConfig? = nil
     public var passiveHealth: PassiveHealthConfig? = nil
@@ -166,6 +171,19 @@ public struct UpstreamConfig: Sendable {
         self.name = name
         self.location = location
     }
+}
+
+/// `rebalance migrate rate=N` (default) or `rebalance keep`.
+public enum RebalanceMode: Sendable, Equatable {
+    /// Misplaced live groups are moved, `rate` groups per second, their members closed with WebSocket Close 1012.
+    case migrate(rate: Double)
+    /// Live groups stay on their server until they empty (safe with a single Huddle replica only).
+    case keep
+
+    public static let defaultRate = 20.0
+
+    public var isMigrate: Bool { if case .migrate = self { return true } else { return false } }
+    public var rate: Double? { if case .migrate(let r) = self { return r } else { return nil } }
 }
 
 public enum GroupKeySource: Sendable, Hashable {

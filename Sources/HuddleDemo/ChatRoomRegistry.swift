@@ -39,4 +39,9 @@ final class ChatRoomRegistry: Sendable {
     func members(of room: String) -> [ChatRoomMember] {
         rooms.withLock { $0[room] ?? [] }
     }
+
+    /// Every room with its member count (for tests and benchmarks: which backend holds which members).
+    func counts() -> [String: Int] {
+        rooms.withLock { $0.mapValues(\.count) }
+    }
 }

@@ -85,6 +85,13 @@ public final class DemoBackend: Sendable {
         for t in ts { LoopThread.join(t) }
     }
 
+    /// The chat rooms this backend holds now, with their member counts: the backend's own view of where each group's
+    /// members are (tests judge whether a group is whole from it).
+    public func roomMembers() -> [String: Int] { state.rooms.counts() }
+
+    /// True once `stop` ran.
+    public var isStopped: Bool { threads.withLock { $0.isEmpty } }
+
     /// The /stats body: counters summed across workers.
     public var statsJSON: String { state.statsJSON() }
 }

@@ -22,6 +22,19 @@ final class DemoBackendState: Sendable {
         connectionSerial.wrappingAdd(1, ordering: .relaxed).newValue
     }
 
+    /// `{"backend":NAME,"rooms":{ROOM:MEMBERS,...}}`.
+    func roomsJSON() -> [UInt8] {
+        var out = Array("{\"backend\":\"".utf8) + DemoContent.jsonEscaped(Array(name.utf8)) + Array("\",\"rooms\":{".utf8)
+        var first = true
+        for (room, n) in rooms.counts().sorted(by: { $0.key < $1.key }) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out += Array("\"".utf8) + DemoContent.jsonEscaped(Array(room.utf8)) + Array("\":\(n)".utf8)
+        }
+        out += Array("}}".utf8)
+        return out
+    }
+
     func statsJSON() -> String {
         var accepted = 0, requests = 0, open = 0
         for c in counters {

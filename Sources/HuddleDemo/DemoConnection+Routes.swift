@@ -47,6 +47,8 @@ extension DemoConnection {
             respond(status: 200, contentType: "text/plain", body: Array("ok".utf8))
         case .stats:
             respond(status: 200, contentType: "application/json", body: Array(state.statsJSON().utf8))
+        case .roomStats:
+            respond(status: 200, contentType: "application/json", body: state.roomsJSON())
         case .headers(let bytes):
             respond(status: 200, contentType: "text/plain", body: bytes)
         case .bytes(let n, let chunked):

@@ -115,7 +115,7 @@ enum DemoContent {
         </style></head>
         <body>
         <h1>Room <code>\(roomHTML)</code></h1>
-        <p>This page was served by <b>\(backendHTML)</b>. Its WebSocket goes to <code id="url"></code>: <span id="state">connecting</span></p>
+        <p>This page was served by <b>\(backendHTML)</b>. Its WebSocket goes to <code id="url"></code> (room on <b id="backend">?</b>): <span id="state">connecting</span></p>
         <div id="log"></div>
         <form id="form"><input id="text" autocomplete="off" placeholder="say something" autofocus><button>Send</button></form>
         <script>
@@ -131,16 +131,41 @@ enum DemoContent {
             log.appendChild(d);
             log.scrollTop = log.scrollHeight;
           }
-          var ws = new WebSocket(url);
-          ws.onopen = function () { state.textContent = "connected"; };
-          ws.onclose = function (e) { state.textContent = "closed (" + e.code + ")"; line("connection closed", "sys"); };
-          ws.onmessage = function (e) {
-            var m;
-            try { m = JSON.parse(e.data); } catch (_) { line(e.data); return; }
-            if (m.type === "welcome") line("joined " + m.room + " on " + m.backend + " (" + m.members + " here)", "sys");
-            else if (m.type === "message") line("[" + m.backend + "] " + m.text);
-            else line(e.data);
-          };
+          // The client contract (README): Close 1012 means the room moved to another server, 1001 that the server is
+          // going away; both say "reconnect", after a short random wait so that a whole room does not come back in the
+          // same millisecond. Any other unexpected end reconnects with a growing delay.
+          var ws, moved = false, backoff = 1000;
+          function connect() {
+            ws = new WebSocket(url);
+            ws.onopen = function () { state.textContent = "connected"; backoff = 1000; };
+            ws.onclose = function (e) {
+              if (e.code === 1012 || e.code === 1001) {
+                moved = e.code === 1012;
+                var delay = 100 + Math.floor(Math.random() * 900);
+                state.textContent = moved ? "moving" : "reconnecting";
+                line((moved ? "the room is moving to another server" : "the server is going away") + " (" + e.code + "); reconnecting in " + delay + " ms", "sys");
+                setTimeout(connect, delay);
+                return;
+              }
+              if (e.code === 1000) { state.textContent = "closed (1000)"; line("connection closed", "sys"); return; }
+              state.textContent = "closed (" + e.code + "), reconnecting";
+              line("connection lost (" + e.code + "); reconnecting in " + Math.round(backoff / 1000) + " s", "sys");
+              setTimeout(connect, backoff);
+              backoff = Math.min(backoff * 2, 30000);
+            };
+            ws.onmessage = function (e) {
+              var m;
+              try { m = JSON.parse(e.data); } catch (_) { line(e.data); return; }
+              if (m.type === "welcome") {
+                line((moved ? "moved to " : "joined " + m.room + " on ") + m.backend + " (" + m.members + " here)", "sys");
+                document.getElementById("backend").textContent = m.backend;
+                moved = false;
+              }
+              else if (m.type === "message") line("[" + m.backend + "] " + m.text);
+              else line(e.data);
+            };
+          }
+          connect();
           document.getElementById("form").onsubmit = function (e) {
             e.preventDefault();
             var t = document.getElementById("text");

@@ -17,6 +17,8 @@ enum DemoRoute {
     case hello
     case healthz
     case stats
+    /// `GET /stats/rooms`: the chat rooms this backend holds and their member counts.
+    case roomStats
     case bytes(Int64, chunked: Bool)
     /// N bytes of compressible JSON-like text (DemoContent.text) as text/plain, application/json or text/html.
     case text(Int64, chunked: Bool, type: TextType)
@@ -49,6 +51,7 @@ enum DemoRoute {
         if method != .get && method != .head { return .hello }
         if equals(p, path, "/healthz") { return .healthz }
         if equals(p, path, "/stats") { return .stats }
+        if equals(p, path, "/stats/rooms") { return .roomStats }
         if equals(p, path, "/headers") { return .headers(Array(p[0..<head.headLength])) }
         if equals(p, path, "/hang") { return .hang }
         if equals(p, path, "/close") { return .close }

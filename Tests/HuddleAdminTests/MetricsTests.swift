@@ -147,6 +147,7 @@ final class MetricsHistogramAndClassesTests: XCTestCase {
                      "huddle_request_duration_seconds_count{upstream=\"app\"} 0"] {
             XCTAssertTrue(lines.contains(want), "missing \(want) in\n\(text)")
         }
-        XCTAssertFalse(text.contains("migration"), "no metric for what does not exist yet")
+        XCTAssertTrue(lines.contains("huddle_group_migrations_total{upstream=\"app\"} 0"), "the migration counter exists from the start")
+        XCTAssertTrue(lines.contains("# TYPE huddle_group_migrations_total counter"))
     }
 }

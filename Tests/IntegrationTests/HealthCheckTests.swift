@@ -385,7 +385,9 @@ final class HealthCheckTests: HealthTestCase {
     // MARK: 8. groups
 
     /// Four demo backends (WebSocket echo with `__whoami`) behind a hash route on the room; active checks on.
-    private func startGroupSetup(linger: String = "30s") throws -> (HuddleProcess, [DemoBackend]) {
+    /// `rebalance keep` by default: these tests pin down how health states move (or keep) groups by themselves; with
+    /// `rebalance migrate` the control loop also moves misplaced groups (GroupMigrationTests).
+    private func startGroupSetup(linger: String = "30s", rebalance: String = "keep") throws -> (HuddleProcess, [DemoBackend]) {
         var demos: [DemoBackend] = []
         for name in ["g1", "g2", "g3", "g4"] { demos.append(try Harness.startBackend(name)) }
         let servers = demos.map { "    server 127.0.0.1:\($0.boundAddresses[0].port) name=\($0.name);" }.joined(separator: "\n")
@@ -395,6 +397,7 @@ final class HealthCheckTests: HealthTestCase {
         upstream chat {
             balance hash;
             group_linger \(linger);
+            rebalance \(rebalance);
         \(servers)
             health_check /healthz interval=200ms timeout=200ms rise=2 fall=2;
         }

@@ -306,5 +306,7 @@ extension ClientConnection {
         armTimer()
         // Bytes the client sent after its handshake are tunnel data: they go first.
         t.step()
+        // Its group was migrated while this member connected: it follows the rest (Close 1012, then it reconnects).
+        if phase == .tunnel, !t.membershipIsCurrent { t.beginMigration() }
     }
 }

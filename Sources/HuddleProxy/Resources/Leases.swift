@@ -35,15 +35,24 @@ struct ServerTunnelCount: ~Copyable {
     deinit { server.tunnels.subtract(1, ordering: .relaxed) }
 }
 
-/// One tunnel's membership of its group: the group stays pinned to `server` while it has members.
+/// One tunnel's membership of its group: the group stays pinned to its server while it has members. It names the
+/// placement it joined, so a member of a group that was moved meanwhile leaves nothing (it is no longer counted).
 struct GroupMembership: ~Copyable {
     let groups: GroupTable
     let key: [UInt8]
     let keyHash: UInt64
-    let server: String
+    let placement: UInt64
+    /// The table's eviction count read just before the join: unchanged later means the placement cannot have been
+    /// replaced.
+    let evictionsAtJoin: UInt64
     let lingerMs: Int64
 
-    deinit { groups.leave(key: key, keyHash: keyHash, server: server, nowMs: Sys.monotonicMs(), lingerMs: lingerMs) }
+    /// Whether the placement joined is still the group's (one atomic load unless some placement was replaced since).
+    var isCurrent: Bool {
+        groups.evictions == evictionsAtJoin || groups.isCurrent(key: key, keyHash: keyHash, placement: placement)
+    }
+
+    deinit { groups.leave(key: key, keyHash: keyHash, placement: placement, nowMs: Sys.monotonicMs(), lingerMs: lingerMs) }
 }
 
 /// A worker's own gauges: touched only on its loop thread, so plain integers.

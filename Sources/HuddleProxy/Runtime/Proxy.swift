@@ -17,6 +17,10 @@ public final class Proxy: @unchecked Sendable {
     private let discovery: Discovery
     /// Servers that left the snapshot, for when they come back (control thread only).
     private let archive = ServerArchive()
+    /// Group migrations, on the control loop once `attachControlLoop` ran.
+    private let migrationDriver = Locked<(loop: EventLoop, driver: MigrationDriver)?>(nil)
+    /// Delivers group evictions to every worker.
+    let migrator = GroupMigrator()
 
     struct ControlState {
         var runtime: RuntimeConfig
@@ -76,6 +80,14 @@ public final class Proxy: @unchecked Sendable {
         let d = HealthDriver(loop: loop, runtime: runtime)
         healthDriver.withLock { $0 = (loop, d) }
         discovery.attach(loop)
+        let m = MigrationDriver(loop: loop, runtime: { [unowned self] in self.runtime }, migrator: migrator, log: errorLog)
+        migrationDriver.withLock { $0 = (loop, m) }
+    }
+
+    /// Migration state of the hash upstream `name`, as the control loop last published it (nil before it ran, or for
+    /// an upstream that does not hash).
+    public func migrationStatus(upstream name: String) -> MigrationStatus? {
+        migrationDriver.withLock { $0?.driver }?.status.withLock { $0[name] }
     }
 
     /// Some `resolve` line found other servers: a new snapshot of the same config, built as a reload builds one
@@ -103,7 +115,8 @@ public final class Proxy: @unchecked Sendable {
     /// What an operator can do to a server from the admin port.
     public enum ServerAction: Sendable { case drain, enable }
 
-    /// Drains a server (no new requests or groups; its groups stay until their members leave) or puts it back (ends a
+    /// Drains a server (no new requests or groups; with rebalance migrate its groups move at the upstream's pace, with
+    /// keep they stay until their members leave; the drain is complete when its last tunnel closes) or puts it back (ends a
     /// drain or an admin disable; active and passive health still apply). `server` is its address as written or its
     /// name. Returns the server's new state, or why not.
     public func adminAction(_ action: ServerAction, upstream: String, server: String) -> Result<ServerState, AdminActionError> {
@@ -153,7 +166,7 @@ public final class Proxy: @unchecked Sendable {
         errorLog.info("open-file limit \(limits.soft) (hard \(limits.hard)): room for about \(capacity) proxied connections (each takes a client and a backend descriptor)")
         let fdsPerWorker = try Self.bindListeners(rt, only: nil, workers: n)
         for i in 0..<n {
-            let w = try Worker(id: i, network: SocketNetwork(), config: rt, errorLog: errorLog, listenFDs: fdsPerWorker[i])
+            let w = try Worker(id: i, network: SocketNetwork(), config: rt, errorLog: errorLog, listenFDs: fdsPerWorker[i], migrator: migrator)
             workers.append(w)
         }
         for w in workers {
@@ -271,6 +284,10 @@ public final class Proxy: @unchecked Sendable {
         if let d = healthDriver.withLock({ $0 }) {
             let h = d.driver
             d.loop.execute { h.stop() }
+        }
+        if let d = migrationDriver.withLock({ $0 }) {
+            let m = d.driver
+            d.loop.execute { m.stop() }
         }
         for w in workers { w.loop.execute { w.beginShutdown() } }
         let deadline = Sys.monotonicMs() + timeoutMs

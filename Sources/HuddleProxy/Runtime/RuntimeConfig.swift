@@ -37,12 +37,18 @@ public final class ServerRuntime: Sendable {
     /// connection going back to a worker's pool is kept or closed by them.
     let keepalive: Atomic<Int>
     let keepaliveTimeoutMs: Atomic<Int64>
+    /// From when (monotonic ms) the server may take new groups and migrations (`membership_settle`): 0 for the servers
+    /// of the config Huddle started with, seen + settle for one a reload added, `Int64.max` while it is out after having
+    /// been available (it settles again when back). Kept by the control loop (MigrationDriver).
+    public let groupsFromMs: Atomic<Int64>
     var pooling: (keepalive: Int, keepaliveTimeoutMs: Int64) {
         (keepalive.load(ordering: .relaxed), keepaliveTimeoutMs.load(ordering: .relaxed))
     }
 
-    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?, health: ServerHealth, statShards: Int) {
+    init(uid: Int, config: ServerConfig, upstream: UpstreamConfig, address: SocketAddress?, health: ServerHealth, statShards: Int,
+         groupsFromMs: Int64 = 0) {
         self.uid = uid
+        self.groupsFromMs = Atomic(groupsFromMs)
         self.health = health
         stats = RequestStats(shards: statShards)
         keepalive = Atomic(upstream.keepalive)
@@ -63,6 +69,15 @@ public final class ServerRuntime: Sendable {
     /// while it drains and the group still has members on it (a draining server keeps its groups until their members
     /// leave, not while they linger).
     @inline(__always) public func keepsGroup(members: Int) -> Bool { isAvailable || (members > 0 && keepsGroups) }
+    /// A drain is complete when nothing is left on the draining server: no tunnel, no request in flight.
+    public var drainComplete: Bool {
+        health.flags.contains(.draining) && tunnels.load(ordering: .relaxed) == 0 && inFlight.load(ordering: .relaxed) == 0
+    }
+    /// Whether new groups (and migrations) may be placed here: available and settled (`membership_settle`). Weight 0
+    /// servers own no key anyway.
+    @inline(__always) public func takesGroups(nowMs: Int64) -> Bool {
+        isAvailable && nowMs >= groupsFromMs.load(ordering: .relaxed)
+    }
     /// The load p2c compares: requests in flight, plus a penalty for a failure streak, so a server that fails fast
     /// does not look idle and attract traffic before passive health ejects it. The penalty fades within seconds of
     /// the last failure (`ServerHealth.failurePenalty`), so the server is tried again.
@@ -123,11 +138,40 @@ public final class UpstreamRuntime: Sendable {
            let s = servers.first(where: { $0.identity == g.server }), s.keepsGroup(members: g.members) {
             return s
         }
-        guard let i = hash.owner(keyHash: h, isEligible: { servers[$0].isAvailable }) else { return nil }
+        guard let i = groupOwner(keyHash: h, nowMs: nowMs) else { return nil }
         return servers[i]
     }
 
     func server(identity: String) -> ServerRuntime? { servers.first { $0.identity == identity } }
+
+    /// The placement function for groups (GroupPlacement.eligible, without allocating): the hash owner among servers
+    /// that take groups (available, settled, weight > 0) and are not `excluded`; when none does, among the available
+    /// ones. Every replica with the same config and server states answers the same.
+    @inline(__always)
+    public func groupOwner(keyHash: UInt64, nowMs: Int64, excluded: [Int] = []) -> Int? {
+        let servers = self.servers
+        // One pass when some server takes groups (the owner among them exists exactly then); else the fallback.
+        if let i = hash.owner(keyHash: keyHash, isEligible: { servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) }) {
+            return i
+        }
+        return hash.owner(keyHash: keyHash, isEligible: { servers[$0].isAvailable && !excluded.contains(servers[$0].uid) })
+    }
+
+    /// Whether some server not in `excluded` takes groups (else placement falls back to every available server).
+    @inline(__always)
+    func anyServerTakesGroups(nowMs: Int64, excluded: [Int]) -> Bool {
+        let weights = hash.weights
+        for i in servers.indices where weights[i] > 0 && servers[i].takesGroups(nowMs: nowMs) && !excluded.contains(servers[i].uid) {
+            return true
+        }
+        return false
+    }
+
+    /// Which servers take groups now (GroupPlacement.eligible): the control loop's view, in server order.
+    public func groupEligibility(nowMs: Int64) -> [Bool] {
+        GroupPlacement.eligible(available: servers.map(\.isAvailable), settled: servers.map { nowMs >= $0.groupsFromMs.load(ordering: .relaxed) },
+                                weights: hash.weights)
+    }
 
     /// When "no server can take traffic" was last logged (monotonic ms), shared by the workers.
     private let noServerLoggedMs = Atomic<Int64>(-1_000_000)
@@ -248,6 +292,7 @@ public final class RuntimeConfig: Sendable {
                              discovered: [String: [DiscoveredServer]] = [:], archive: ServerArchive? = nil,
                              sameConfig: Bool = false) throws -> RuntimeConfig {
         let wall = Sys.wallClockMs()
+        let mono = Sys.monotonicMs()
         let ticketKeys = previous?.ticketKeys ?? TicketKeyRing()
         // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
         let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
@@ -293,7 +338,10 @@ public final class RuntimeConfig: Sendable {
                 if s.down { initial.insert(.disabled) }
                 if u.healthCheck?.initiallyUnhealthy == true { initial.insert(.activeDown) }
                 let health = ServerHealth(upstream: u.name, server: s.identity, initial: initial, nowWallMs: wall, observer: transitions)
-                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr, health: health, statShards: shards))
+                // A server the first config has takes groups at once; one a reload adds waits membership_settle.
+                let groupsFrom = previous == nil ? 0 : mono + u.membershipSettle
+                servers.append(ServerRuntime(uid: nextUID, config: s, upstream: u, address: addr, health: health, statShards: shards,
+                                             groupsFromMs: groupsFrom))
                 nextUID += 1
             }
             if let old, let archive {

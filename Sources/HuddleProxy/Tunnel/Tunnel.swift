@@ -22,13 +22,24 @@ struct TunnelDirection: ~Copyable {
     var inFlight: Int { (pipe != nil ? pipe.unwrapped.buffered : 0) + buffer.readableCountOrZero }
 }
 
-/// A WebSocket Close frame from the server side: code 1001 (going away), unmasked.
-private let closeGoingAway: [UInt8] = [0x88, 0x02, 0x03, 0xE9]
+/// Why Huddle itself closes a WebSocket tunnel, and the Close code it sends both ways.
+enum TunnelCloseReason {
+    /// SIGTERM: 1001 (going away).
+    case shutdown
+    /// The group was migrated to another server: 1012 (service restart), so the client reconnects, and lands with the
+    /// rest of its group on the new server.
+    case groupMoved
 
-/// The same Close (1001) as a client sends it: masked with `key`.
-private func maskedCloseGoingAway(key: UInt32) -> [UInt8] {
+    var code: UInt16 { self == .shutdown ? 1001 : 1012 }
+}
+
+/// A WebSocket Close frame with `code` from the server side: unmasked, no reason text.
+func closeFrame(code: UInt16) -> [UInt8] { [0x88, 0x02, UInt8(code >> 8), UInt8(code & 0xFF)] }
+
+/// The same Close as a client sends it: masked with `key` (RFC 6455 5.3).
+func maskedCloseFrame(code: UInt16, key: UInt32) -> [UInt8] {
     let k: [UInt8] = [UInt8(key >> 24), UInt8(key >> 16 & 0xFF), UInt8(key >> 8 & 0xFF), UInt8(key & 0xFF)]
-    return [0x88, 0x82] + k + [0x03 ^ k[0], 0xE9 ^ k[1]]
+    return [0x88, 0x82] + k + [UInt8(code >> 8) ^ k[0], UInt8(code & 0xFF) ^ k[1]]
 }
 
 /// A tunnel owns the backend link (and so the backend connection), the group membership, its place in the worker's
@@ -44,8 +55,9 @@ final class Tunnel<Net: Network> {
     let server: ServerRuntime
     private var toServer = TunnelDirection()
     private var toClient = TunnelDirection()
-    /// Shutting down: finish the server's current frame, then send the client a Close (1001) and close.
+    /// Shutting down or migrating: finish the current frame each way, then send both sides a Close and close.
     private var closing = false
+    private var closeReason = TunnelCloseReason.shutdown
     /// The WebSocket server went away without a Close frame: once what it sent has reached the client, the tunnel
     /// closes (nothing the client sends can be answered any more).
     private var serverGone = false
@@ -108,9 +120,10 @@ final class Tunnel<Net: Network> {
                 // Best effort, both ways, each a few bytes into a socket buffer that is empty now; if one would block,
                 // the TCP close still says it. The client gets an unmasked Close 1001; the backend, for which Huddle is
                 // the client, a masked one (RFC 6455 5.3).
-                if client.canWrite { closeGoingAway.withUnsafeBytes { _ = try? client.stream.write($0.baseAddress!, $0.count) } }
+                let code = closeReason.code
+                if client.canWrite { closeFrame(code: code).withUnsafeBytes { _ = try? client.stream.write($0.baseAddress!, $0.count) } }
                 if c.canWrite {
-                    let frame = maskedCloseGoingAway(key: UInt32(truncatingIfNeeded: client.worker.rng.next()))
+                    let frame = maskedCloseFrame(code: code, key: UInt32(truncatingIfNeeded: client.worker.rng.next()))
                     frame.withUnsafeBytes { _ = try? c.stream.write($0.baseAddress!, $0.count) }
                 }
             }
@@ -131,6 +144,22 @@ final class Tunnel<Net: Network> {
     /// SIGTERM: at the next frame boundary in each direction, the WebSocket client and the backend each get a Close
     /// (1001, going away), then both sides close; other upgraded protocols just close.
     func beginShutdown() {
+        closing = true
+        step()
+    }
+
+    /// The placement of the group this tunnel is a member of, if any.
+    var groupPlacement: UInt64? { membership?.placement }
+
+    /// Whether the group placement this tunnel joined is still its group's (false once the group was moved).
+    var membershipIsCurrent: Bool { membership?.isCurrent ?? true }
+
+    /// Its group was migrated: at the next frame boundary each way, Close 1012 (service restart) to the client and to
+    /// the backend, then both sides close; the client reconnects and joins the group on its new server. Shutdown wins
+    /// if it already began.
+    func beginMigration() {
+        guard !closing else { return }
+        closeReason = .groupMoved
         closing = true
         step()
     }

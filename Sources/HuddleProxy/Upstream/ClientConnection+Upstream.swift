@@ -3,6 +3,7 @@
 import HuddleBalancing
 import HuddleHTTP
 import HuddleIO
+import HuddleJSON
 import HuddleSys
 
 extension ClientConnection {
@@ -42,6 +43,12 @@ extension ClientConnection {
             return
         }
         x.upstream.membership = c.membership.take()
+        if let e = c.evicted {
+            // rebalance migrate: this member's join moved a live group (it was misplaced, or its server can no longer
+            // keep it). Its old members, on any worker, are closed with 1012 and reconnect to the new server.
+            worker.migrator.post([e.placement])
+            log.info("upstream \(u.name): group \(JSONEscaping.quoted(bytes: plan.groupKey ?? [])) moved from \(e.from) to \(c.server.identity) as a new member joined; closing its other members (1012)")
+        }
         connect(to: c.server, pooledAllowed: true)
     }
 

@@ -7,6 +7,8 @@ import HuddleSys
 struct ServerChoice: ~Copyable {
     let server: ServerRuntime
     var membership: GroupMembership?
+    /// `rebalance migrate`: this join re-placed a live group; the old placement's members are to be closed (1012).
+    var evicted: (placement: UInt64, from: String)? = nil
 
     /// `excluded` are server uids this exchange already failed on. For an upgrade with a key, the returned membership
     /// is the tunnel's place in its group (dropping it leaves the group).
@@ -20,34 +22,50 @@ struct ServerChoice: ~Copyable {
             if upgrade {
                 // A tunnel joins its group: the first member places it, later members follow it.
                 let factor = u.config.hashBalanceFactor
+                let migrate = u.config.rebalance.isMigrate
                 // A live group keeps its server while that server takes traffic, or drains with members of the group
-                // still on it (the group stays whole until its members leave); a new, lingering-on-a-draining-server
-                // or moved group goes only to a server that takes traffic.
-                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, keepsPin: { id, members in
+                // still on it; a new, lingering-on-a-draining-server or moved group goes only to a server that takes
+                // groups. With rebalance migrate, a group the control loop marked misplaced is re-placed by this join
+                // (its old members are then closed with 1012, so the group ends whole on its new server).
+                // A retry that excluded the group's owner (connecting to it failed) remembers it: the control loop will
+                // not move the group back to it while it is still the owner. Computed on retries only.
+                var avoided: String? = nil
+                if !excluded.isEmpty, let o = u.groupOwner(keyHash: keyHash, nowMs: nowMs), excluded.contains(servers[o].uid) {
+                    avoided = servers[o].identity
+                }
+                // Read before the join: any replacement of the placement joined below comes after it, so a member
+                // whose count still matches later knows for sure its placement was not replaced.
+                let evictionsBefore = u.groups.evictions
+                let member = u.groups.join(key: key, keyHash: keyHash, nowMs: nowMs, migrate: migrate, avoided: avoided, keepsPin: { id, members in
                     guard let s = u.server(identity: id) else { return false }
                     return s.keepsGroup(members: members) && !excluded.contains(s.uid)
                 }, place: {
                     let i: Int?
                     if let f = factor {
-                        i = u.hash.place(keyHash: keyHash, factor: f, isEligible: { eligible(servers[$0]) },
+                        let strict = u.anyServerTakesGroups(nowMs: nowMs, excluded: excluded)
+                        i = u.hash.place(keyHash: keyHash, factor: f,
+                                         isEligible: { strict ? servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) : eligible(servers[$0]) },
                                          load: { servers[$0].activeConnections.load(ordering: .relaxed) })
                     } else {
-                        i = u.hash.owner(keyHash: keyHash, isEligible: { eligible(servers[$0]) })
+                        i = u.groupOwner(keyHash: keyHash, nowMs: nowMs, excluded: excluded)
                     }
                     return i.map { servers[$0].identity }
                 })
                 guard let m = member else { return nil }
                 // The membership exists from here on: if the server vanished meanwhile, dropping it leaves the group.
-                let membership = GroupMembership(groups: u.groups, key: key, keyHash: keyHash, server: m.server, lingerMs: u.config.groupLinger)
+                let membership = GroupMembership(groups: u.groups, key: key, keyHash: keyHash, placement: m.placement,
+                                                 evictionsAtJoin: evictionsBefore, lingerMs: u.config.groupLinger)
                 guard let s = u.server(identity: m.server) else { return nil }
-                return ServerChoice(server: s, membership: membership)
+                var choice = ServerChoice(server: s, membership: membership)
+                if let e = m.evicted { choice.evicted = (e, m.previousServer ?? "?") }
+                return choice
             }
             // A plain request with a key follows the live group if there is one, else the key's owner.
             if let g = u.groups.lookup(key: key, keyHash: keyHash, nowMs: nowMs),
                let s = u.server(identity: g.server), s.keepsGroup(members: g.members), !excluded.contains(s.uid) {
                 return ServerChoice(server: s, membership: nil)
             }
-            guard let i = u.hash.owner(keyHash: keyHash, isEligible: { eligible(servers[$0]) }) else { return nil }
+            guard let i = u.groupOwner(keyHash: keyHash, nowMs: nowMs, excluded: excluded) else { return nil }
             return ServerChoice(server: servers[i], membership: nil)
         }
         let picked: Int?

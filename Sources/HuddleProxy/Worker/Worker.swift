@@ -42,9 +42,13 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     let published = WorkerStatsSlot()
     /// Open client connections, for shutdown (a connection removes itself when it closes).
     private var connections: [ObjectIdentifier: ClientConnection<Net>] = [:]
+    /// Where group evictions (migrations) are posted to every worker of the process, this one included.
+    let migrator: GroupMigrator
 
-    init(id: Int, network: Net, config: RuntimeConfig, errorLog: ErrorLog, listenFDs: [(fd: Int32, key: String)]) throws(Errno) {
+    init(id: Int, network: Net, config: RuntimeConfig, errorLog: ErrorLog, listenFDs: [(fd: Int32, key: String)],
+         migrator: GroupMigrator = GroupMigrator()) throws(Errno) {
         self.id = id
+        self.migrator = migrator
         self.network = network
         let maxHeader = config.config.servers.map(\.maxHeaderSize).max() ?? 16384
         loop = try EventLoop(id: id, bufferSize: max(16 * 1024, maxHeader))
@@ -60,6 +64,7 @@ public final class Worker<Net: Network>: @unchecked Sendable {
             log.flush()
             self.endOfTurn()
         }
+        migrator.add(loop: loop) { [weak self] placements in self?.evict(placements) }
         housekeeping = WorkerHousekeeping(worker: self)
         loop.timers.schedule(housekeeping!, at: loop.now + 1000)
         publishStats()
@@ -157,6 +162,16 @@ public final class Worker<Net: Network>: @unchecked Sendable {
         listeners.removeAll()
         upstreamPool.closeAll()
         for c in Array(connections.values) { c.shutdownRequested() }
+    }
+
+    /// Group migrations: every tunnel on this worker that is a member of one of `placements` (groups that were moved)
+    /// closes at its next frame boundaries with Close 1012 both ways. One pass over this worker's connections per batch;
+    /// this happens on a change (a migration), never per message.
+    func evict(_ placements: Set<UInt64>) {
+        guard !placements.isEmpty else { return }
+        for c in connections.values where c.phase == .tunnel {
+            if let t = c.tunnel, let p = t.groupPlacement, placements.contains(p) { t.beginMigration() }
+        }
     }
 
     /// Closes everything still open (shutdown_timeout reached).
