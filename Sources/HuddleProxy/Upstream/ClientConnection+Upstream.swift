@@ -16,12 +16,13 @@ extension ClientConnection {
         if u.index < worker.roundRobin.count {
             choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
                                          excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng,
-                                         roundRobin: &worker.roundRobin[u.index])
+                                         roundRobin: &worker.roundRobin[u.index], sticky: plan.stickyServer)
         } else {
             // The snapshot changed under a retry: its upstream has no round-robin state on this worker any more.
             var rr = SmoothRoundRobin(weights: u.servers.map(\.weight))
             choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
-                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr)
+                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr,
+                                         sticky: plan.stickyServer)
         }
         guard var c = choice.take() else {
             if let f = x.upstream.lastFailure {
@@ -42,6 +43,7 @@ extension ClientConnection {
             return
         }
         x.upstream.membership = c.membership.take()
+        x.upstream.serverIndex = c.index
         connect(to: c.server, pooledAllowed: true)
     }
 
