@@ -23,11 +23,11 @@ declare -A PROXY_PID PROXY_PORT
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Installs what is missing from Debian; never upgrades what is there.
+# Installs what is missing from Debian (HAProxy and nginx only when PROXIES names them); never upgrades what is there.
 bench_need_tools() {
     local missing=()
-    [ -x "$HAPROXY_BIN" ] || missing+=(haproxy)
-    [ -x "$NGINX_BIN" ] || missing+=(nginx-light)
+    [[ " $PROXIES " != *" haproxy "* ]] || [ -x "$HAPROXY_BIN" ] || missing+=(haproxy)
+    [[ " $PROXIES " != *" nginx "* ]] || [ -x "$NGINX_BIN" ] || missing+=(nginx-light)
     for t in "$@"; do command -v "$t" >/dev/null || missing+=("$t"); done
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"

@@ -2,6 +2,7 @@
 // Prometheus text rendering of collected values.
 import HuddleBalancing
 import HuddleProxy
+import HuddleSys
 
 /// The Prometheus types Huddle exports.
 enum MetricType: String {
@@ -29,6 +30,9 @@ enum MetricSource {
     case upstreamDuration
     /// One unlabelled sample computed from the whole input (process-wide counters).
     case process(@Sendable (MetricsInput) -> Double)
+    /// One sample per rate-limited route, label `route` (its prefix; the same prefix in several server blocks is one
+    /// sample, their sum).
+    case rateLimit(@Sendable (RateLimiter, _ nowNs: UInt64) -> Double)
 }
 
 struct MetricDeclaration {
@@ -47,6 +51,8 @@ struct MetricsInput {
     var reloads: (ok: Int, failed: Int)
     /// Active health probes started since start.
     var healthProbes = 0
+    /// Monotonic time of the scrape (rate-limit buckets are read against it).
+    var nowNs: UInt64 = Sys.monotonicNs()
 }
 
 enum Metrics {
@@ -110,6 +116,18 @@ enum Metrics {
                           source: .upstream { u, now in Double(u.groups.misplaced(nowMs: now, limit: 0).count) }),
         MetricDeclaration(name: "huddle_server_tunnels", type: .gauge, help: "Open upgraded (WebSocket) tunnels to a backend server.",
                           source: .server { Double($0.tunnels.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_rate_limited_total", type: .counter,
+                          help: "Requests (WebSocket upgrades included) answered 429 because their key was over the route's rate_limit.",
+                          source: .rateLimit { l, _ in Double(l.limited.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_rate_limit_keys", type: .gauge,
+                          help: "Keys a route's rate-limit table holds whose bucket is not full again (idle keys are dropped).",
+                          source: .rateLimit { l, now in Double(l.liveKeys(nowNs: now)) }),
+        MetricDeclaration(name: "huddle_rate_limit_table_slots", type: .gauge,
+                          help: "The most keys a route's rate-limit table can hold (its fixed size, 8 bytes each).",
+                          source: .rateLimit { l, _ in Double(l.slots) }),
+        MetricDeclaration(name: "huddle_rate_limit_table_full_total", type: .counter,
+                          help: "New keys that found their part of the rate-limit table full and replaced the key nearest to a full bucket (that key starts afresh).",
+                          source: .rateLimit { l, _ in Double(l.tableFull.load(ordering: .relaxed)) }),
     ]
 
     /// Samples for every declared metric, in table order.
@@ -160,6 +178,14 @@ enum Metrics {
                 }
             case .process(let value):
                 samples.append(MetricSample(labels: [], value: value(input)))
+            case .rateLimit(let value):
+                var order: [String] = []
+                var sums: [String: Double] = [:]
+                for l in input.runtime.rateLimiters {
+                    if sums[l.route] == nil { order.append(l.route) }
+                    sums[l.route, default: 0] += value(l, input.nowNs)
+                }
+                for route in order { samples.append(MetricSample(labels: [("route", route)], value: sums[route]!)) }
             }
             return MetricFamily(name: m.name, type: m.type, help: m.help, samples: samples)
         }

@@ -145,6 +145,8 @@ extension ConfigBuilder {
         var keyLocations: [GroupKeySource: SourceLocation] = [:]
         var missing: GroupKeyMissing?
         var upgrades: [String]?
+        var rateLimit: RateLimitConfig?
+        var groupKeyLocation: SourceLocation?
 
         for (c, ca) in accepted(d.block ?? [], in: .route) {
             switch c.name {
@@ -175,11 +177,22 @@ extension ConfigBuilder {
                     }
                 }
                 upgrades = protocols
+            case "rate_limit":
+                if let r = self.rateLimit(c, ca) {
+                    rateLimit = r
+                    if r.key == .group { groupKeyLocation = ca.options["key"]?.location }
+                } else {
+                    ok = false
+                }
             default:
                 preconditionFailure("unhandled route directive \(c.name)")
             }
         }
 
+        if let at = groupKeyLocation, keys.isEmpty, !mentions(d.block, "group_key", in: .route) {
+            error(at, "key=group counts requests by the route's group key, but route \(ConfigText.quoted(prefix.text)) has no group_key")
+            ok = false
+        }
         guard let upstream else {
             if d.block != nil, !inputTruncated, !mentions(d.block, "upstream", in: .route) {
                 error(prefix.location, "route \(ConfigText.quoted(prefix.text)) has no upstream: add \"upstream NAME;\" to its block")
@@ -192,7 +205,64 @@ extension ConfigBuilder {
         route.groupKeys = keys
         if let missing { route.groupKeyMissing = missing }
         if let upgrades { route.allowUpgrades = upgrades }
+        route.rateLimit = rateLimit
         return route
+    }
+
+    /// The fastest rate one key can be held to: the bucket's clock counts microseconds.
+    static let maximumRatePerSecond = 1_000_000
+    /// The most a bucket may hold, in time at the rate (`burst` × the interval between two requests).
+    static let maximumBurstMicros: Int64 = 86_400_000_000
+
+    /// `rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME|group]`.
+    private mutating func rateLimit(_ d: ConfigDirective, _ a: ParsedArguments) -> RateLimitConfig? {
+        guard let (requests, perMs) = ConfigValue.rate(a[0].text[...]) else {
+            error(a[0].location, "expected a rate such as 100/s, 6000/m or 10/h for \"rate_limit\", found \(ConfigText.quoted(a[0].text))")
+            return nil
+        }
+        var limit = RateLimitConfig(requests: requests, perMs: perMs, location: d.location)
+        if Int64(requests) * 1000 > Int64(Self.maximumRatePerSecond) * perMs {
+            error(a[0].location, "\"rate_limit\" can be at most \(Self.maximumRatePerSecond)/s per key (buckets count microseconds), found \(ConfigText.quoted(a[0].text))")
+            return nil
+        }
+        var ok = true
+        if let v = a.options["burst"] {
+            if let n = integer(v, of: "burst", in: 1...1_000_000_000) {
+                limit.burst = n
+                if Int64(n) * limit.intervalMicros > Self.maximumBurstMicros {
+                    error(v.location, "burst=\(n) at \(limit.rateText) is more than a day's worth of requests; lower the burst or raise the rate")
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        }
+        if let v = a.options["key"] {
+            if let k = rateLimitKey(v) { limit.key = k } else { ok = false }
+        }
+        return ok ? limit : nil
+    }
+
+    /// `ip`, `group`, `header:NAME` or `cookie:NAME`.
+    private mutating func rateLimitKey(_ v: ConfigArgument) -> RateLimitKey? {
+        switch v.text {
+        case "ip": return .ip
+        case "group": return .group
+        default: break
+        }
+        if let colon = v.text.firstIndex(of: ":") {
+            let kind = v.text[..<colon]
+            var nameArgument = v
+            nameArgument.text = String(v.text[v.text.index(after: colon)...])
+            nameArgument.location.column += kind.count + 1
+            switch kind {
+            case "header": return token(nameArgument, for: "a header name").map { .header($0) }
+            case "cookie": return token(nameArgument, for: "a cookie name").map { .cookie($0) }
+            default: break
+            }
+        }
+        error(v.location, "expected ip, header:NAME, cookie:NAME or group for \"key\", found \(ConfigText.quoted(v.text))")
+        return nil
     }
 
     /// `path N`, `header NAME`, `cookie NAME` or `query NAME`.

@@ -94,11 +94,16 @@ extension ConfigBuilder {
                 if let n = integer(ca[0], of: c.name, in: 0...100) { upstream.retries = n }
             case "send_proxy_protocol":
                 if let v = keyword(ca[0], of: c.name, among: ["v1", "v2"]) { upstream.sendProxyProtocol = ProxyProtocolVersion(rawValue: v)! }
+            case "sticky":
+                if let sticky = stickyCookie(c, ca) { upstream.sticky = sticky }
             default:
                 preconditionFailure("unhandled upstream directive \(c.name)")
             }
         }
 
+        if let sticky = upstream.sticky, upstream.balance == .hash {
+            error(sticky.location, "sticky cookie applies to balanced requests, but upstream \(ConfigText.quoted(name)) uses balance hash, where the group key chooses the server: use p2c or round_robin")
+        }
         if let factorLocation, upstream.balance != .hash {
             error(factorLocation, "hash_balance_factor needs balance hash (upstream \(ConfigText.quoted(name)) uses \(upstream.balance.rawValue))")
         }
@@ -168,6 +173,53 @@ extension ConfigBuilder {
         server.backup = a.flags["backup"] != nil
         server.down = a.flags["down"] != nil
         return ok ? server : nil
+    }
+
+    /// The shortest `key=` for `sticky`: 16 bytes, which a random string of that length makes hard enough to guess.
+    static let minimumStickyKeyLength = 16
+
+    /// `sticky cookie NAME [max_age=D] [secure] [httponly] [samesite=strict|lax|none] [key=SECRET]`.
+    private mutating func stickyCookie(_ d: ConfigDirective, _ a: ParsedArguments) -> StickyCookieConfig? {
+        guard keyword(a[0], of: "sticky", among: ["cookie"]) != nil else { return nil }
+        // RFC 6265 §4.1.1: a cookie name is a token.
+        guard let name = token(a[1], for: "a cookie name") else { return nil }
+        var sticky = StickyCookieConfig(name: name, location: d.location)
+        var ok = true
+        if let v = a.options["max_age"] {
+            if let ms = duration(v, of: "max_age", positive: true) {
+                if ms < 1000 {
+                    error(v.location, "\"max_age\" must be at least 1s (a cookie's Max-Age counts whole seconds), found \(ConfigText.quoted(v.text))")
+                    ok = false
+                } else {
+                    sticky.maxAge = ms
+                }
+            } else {
+                ok = false
+            }
+        }
+        if let v = a.options["samesite"] {
+            if let k = keyword(v, of: "samesite", among: ["strict", "lax", "none"]) {
+                sticky.sameSite = k == "strict" ? .strict : k == "lax" ? .lax : CookieSameSite.none
+            } else {
+                ok = false
+            }
+        }
+        sticky.secure = a.flags["secure"] != nil
+        sticky.httpOnly = a.flags["httponly"] != nil
+        if sticky.sameSite == CookieSameSite.none, !sticky.secure, let v = a.options["samesite"] {
+            // Browsers drop a SameSite=None cookie that is not Secure.
+            error(v.location, "samesite=none needs \"secure\" as well (browsers refuse a SameSite=None cookie without Secure)")
+            ok = false
+        }
+        if let v = a.options["key"] {
+            if v.text.utf8.count < Self.minimumStickyKeyLength || v.text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                error(v.location, "expected a secret of at least \(Self.minimumStickyKeyLength) characters for \"key\" (for example the output of `openssl rand -base64 32`), found \(v.text.utf8.count) characters")
+                ok = false
+            } else {
+                sticky.key = v.text
+            }
+        }
+        return ok ? sticky : nil
     }
 
     private mutating func healthCheck(_ d: ConfigDirective, _ a: ParsedArguments) -> HealthCheckConfig? {

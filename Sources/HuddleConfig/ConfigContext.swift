@@ -71,6 +71,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "retries", arguments: 1...1),
         DirectiveSpec(name: "tls", arguments: 0...0, options: ["verify", "sni", "ca"]),
         DirectiveSpec(name: "send_proxy_protocol", arguments: 1...1),
+        DirectiveSpec(name: "sticky", arguments: 2...2, options: ["max_age", "samesite", "key"], flags: ["secure", "httponly"]),
     ]
 
     private static let serverSpecs: [DirectiveSpec] = [
@@ -93,6 +94,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "group_key", arguments: 2...2, repeatable: true),
         DirectiveSpec(name: "group_key_missing", arguments: 1...1),
         DirectiveSpec(name: "allow_upgrade", arguments: 1...Int.max),
+        DirectiveSpec(name: "rate_limit", arguments: 1...1, options: ["burst", "key"]),
     ]
 
     private static let adminSpecs: [DirectiveSpec] = [

@@ -68,6 +68,18 @@ public enum ConfigValue {
         return Int(n)
     }
 
+    /// A rate: `100/s`, `6000/m` or `10/h`: a whole number of requests (at least 1) per second, minute or hour.
+    /// Returns the count and the period in milliseconds.
+    public static func rate(_ s: Substring) -> (requests: Int, perMs: Milliseconds)? {
+        guard let slash = s.firstIndex(of: "/"), let n = integer(s[..<slash]), n >= 1 else { return nil }
+        switch s[s.index(after: slash)...] {
+        case "s": return (n, 1000)
+        case "m": return (n, 60_000)
+        case "h": return (n, 3_600_000)
+        default: return nil
+        }
+    }
+
     /// A non-negative whole number in decimal digits only (no sign, no spaces).
     public static func integer(_ s: Substring) -> Int? {
         let b = Array(s.utf8)

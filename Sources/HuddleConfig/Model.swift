@@ -166,6 +166,8 @@ public struct UpstreamConfig: Sendable {
     /// `send_proxy_protocol v1|v2`: every new connection to this upstream's servers starts with a PROXY protocol header
     /// naming the client; nil: none.
     public var sendProxyProtocol: ProxyProtocolVersion? = nil
+    /// `sticky cookie NAME ...`: a client keeps its server through a cookie; nil: every request is balanced.
+    public var sticky: StickyCookieConfig? = nil
     public var location: SourceLocation
     public init(name: String, location: SourceLocation) {
         self.name = name
@@ -186,6 +188,69 @@ public enum RebalanceMode: Sendable, Equatable {
     public var rate: Double? { if case .migrate(let r) = self { return r } else { return nil } }
 }
 
+/// The `SameSite` attribute of a cookie Huddle sets.
+public enum CookieSameSite: String, Sendable, Equatable {
+    case strict = "Strict", lax = "Lax", none = "None"
+}
+
+/// `sticky cookie NAME [max_age=D] [secure] [httponly] [samesite=strict|lax|none] [key=SECRET]` in an upstream: the
+/// response to a request that had no valid cookie (or whose server cannot take it) sets cookie NAME, whose value names
+/// the server that answered (an HMAC of its identity, never its address); later requests carrying it go there while
+/// that server takes traffic.
+public struct StickyCookieConfig: Sendable, Equatable {
+    public var name: String
+    /// `Max-Age` in milliseconds (whole seconds are sent); nil: a session cookie.
+    public var maxAge: Milliseconds? = nil
+    public var secure = false
+    public var httpOnly = false
+    public var sameSite: CookieSameSite? = nil
+    /// The HMAC key as written; nil: a random key made at start (cookies then only mean something to this process).
+    public var key: String? = nil
+    public var location: SourceLocation
+    public init(name: String, location: SourceLocation) {
+        self.name = name
+        self.location = location
+    }
+}
+
+/// What a rate limit counts requests by.
+public enum RateLimitKey: Sendable, Hashable {
+    /// The client's IP address (the peer of the connection).
+    case ip
+    /// A request header's value (verbatim); requests without it are counted by their IP.
+    case header(String)
+    /// A cookie's value; requests without it are counted by their IP.
+    case cookie(String)
+    /// The route's group key; requests without one are counted by their IP.
+    case group
+}
+
+/// `rate_limit RATE [burst=N] [key=ip|header:NAME|cookie:NAME|group]` in a route: a token bucket per key.
+public struct RateLimitConfig: Sendable, Equatable {
+    /// The rate as written: `requests` per `perMs` milliseconds (`100/s` is 100 per 1000).
+    public var requests: Int
+    public var perMs: Milliseconds
+    /// The bucket's size: how many requests may arrive at once; it starts full.
+    public var burst: Int = 1
+    public var key: RateLimitKey = .ip
+    public var location: SourceLocation
+    public init(requests: Int, perMs: Milliseconds, location: SourceLocation) {
+        self.requests = requests
+        self.perMs = perMs
+        self.location = location
+    }
+
+    /// Microseconds between two requests at the rate (one token's worth), at least 1.
+    public var intervalMicros: Int64 {
+        max(1, (perMs * 1000 + Int64(requests) / 2) / Int64(requests))
+    }
+
+    /// The rate as written: `100/s`.
+    public var rateText: String {
+        "\(requests)/" + (perMs == 1000 ? "s" : perMs == 60_000 ? "m" : "h")
+    }
+}
+
 public enum GroupKeySource: Sendable, Hashable {
     /// 1-based path segment: `/rooms/{group}/...` is `path 2`.
     case path(Int)
@@ -203,6 +268,8 @@ public struct RouteConfig: Sendable {
     public var groupKeyMissing: GroupKeyMissing = .reject
     /// Upgrade protocols (lower-case) that may be tunnelled; default ["websocket"].
     public var allowUpgrades: [String] = ["websocket"]
+    /// nil: no rate limit on this route.
+    public var rateLimit: RateLimitConfig? = nil
     public var location: SourceLocation
     public init(prefix: String, upstream: String, location: SourceLocation) {
         self.prefix = prefix

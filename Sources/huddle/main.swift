@@ -250,7 +250,8 @@ do {
     fail("cannot set up signal handling: \(error)")
 }
 
-/// Once a second on the control loop: expire lingering groups so the table holds only live and recently left groups.
+/// Once a second on the control loop: expire lingering groups so the table holds only live and recently left groups,
+/// and clear rate-limit buckets that are full again.
 final class Housekeeping: TimerNode {
     let proxy: Proxy
     let loop: EventLoop
@@ -260,6 +261,7 @@ final class Housekeeping: TimerNode {
     }
     override func timerFired(now: Int64) {
         proxy.sweepGroups()
+        proxy.sweepRateLimits()
         loop.timers.schedule(self, at: now + 1000)
     }
 }

@@ -150,4 +150,33 @@ final class MetricsHistogramAndClassesTests: XCTestCase {
         XCTAssertTrue(lines.contains("huddle_group_migrations_total{upstream=\"app\"} 0"), "the migration counter exists from the start")
         XCTAssertTrue(lines.contains("# TYPE huddle_group_migrations_total counter"))
     }
+
+    /// One sample per rate-limited route prefix (routes with one prefix in two server blocks summed), none for the
+    /// others; counters and the key gauge read from the tables.
+    func testRateLimitFamiliesPerRoute() throws {
+        let config = try ConfigParser.parse(text: """
+        upstream app { server 127.0.0.1:9 name=a; }
+        server { listen 127.0.0.1:1; route /api/ { upstream app; rate_limit 1/m burst=1; } route / { upstream app; } }
+        server { listen 127.0.0.1:2; route /api/ { upstream app; rate_limit 1/m burst=1; } route /ws/ { upstream app; rate_limit 5/s; } }
+        """, file: "t.conf")
+        let rt = try RuntimeConfig.build(config, generation: 1, previous: nil, log: { _ in })
+        XCTAssertEqual(rt.rateLimiters.map(\.route), ["/api/", "/api/", "/ws/"])
+        var input = MetricsInput(runtime: rt, workers: [], nowMs: 0, reloads: (0, 0))
+        let now = input.nowNs
+        for (i, l) in rt.rateLimiters.enumerated() {
+            for k in 0..<(i + 2) { _ = l.admit(keyHash: UInt64(k + 1) << 40 | UInt64(k), nowNs: now) }
+            l.limited.add(10 * (i + 1), ordering: .relaxed)
+        }
+        input.healthProbes = 0
+        let text = MetricsText.render(Metrics.collect(input))
+        let lines = text.split(separator: "\n").map(String.init)
+        for want in ["huddle_rate_limited_total{route=\"/api/\"} 30", "huddle_rate_limited_total{route=\"/ws/\"} 30",
+                     "huddle_rate_limit_keys{route=\"/api/\"} 5", "huddle_rate_limit_keys{route=\"/ws/\"} 4",
+                     "huddle_rate_limit_table_slots{route=\"/api/\"} 131072", "huddle_rate_limit_table_full_total{route=\"/ws/\"} 0",
+                     "# TYPE huddle_rate_limited_total counter", "# TYPE huddle_rate_limit_keys gauge"] {
+            XCTAssertTrue(lines.contains(want), "missing \(want) in\n\(text)")
+        }
+        XCTAssertFalse(text.contains("route=\"/\""), "a route without rate_limit has no sample")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("huddle_rate_limited_total{") }.count, 2)
+    }
 }

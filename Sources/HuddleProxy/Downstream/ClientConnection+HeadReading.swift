@@ -104,6 +104,17 @@ extension ClientConnection {
             if let why = a.logReason { log.info("client \(clientText): \(why); answering \(a.status)") }
             answerAfterHead(x, a)
         case .forward(let plan):
+            if let limiter = plan.route.rateLimit {
+                let keyHash = clientIPText.withUnsafeBytes { ip in
+                    RateLimitKeys.hash(limiter.config.key, head: x.head, bytes: inBuf.unwrapped.readableBytes, clientIP: ip, groupKey: plan.groupKey)
+                }
+                let wait = limiter.admit(keyHash: keyHash, nowNs: x.startNs)
+                if wait > 0 {
+                    limiter.limited.add(1, ordering: .relaxed)
+                    answerAfterHead(x, RequestRouter.rateLimited(plan.route, waitMicros: wait))
+                    return
+                }
+            }
             x.plan = plan
             if let gz = block.gzip {
                 x.gzip = gz

@@ -12,7 +12,8 @@ extension ClientConnection {
             inBuf.unwrapped.readIndex += x.head.headLength
         }
         // A body we will not read cannot be skipped safely: the connection closes after the answer.
-        answerLocally(status: a.status, message: a.message, close: a.close || x.head.bodyFraming != .none, extraHeaders: a.extraHeaders)
+        answerLocally(status: a.status, message: a.message, close: a.close || x.head.bodyFraming != .none, extraHeaders: a.extraHeaders,
+                      retryAfter: a.retryAfter)
     }
 
     /// Queues a short text response and switches to sending it. The exchange keeps nothing of a backend.

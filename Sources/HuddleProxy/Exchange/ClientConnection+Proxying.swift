@@ -228,7 +228,7 @@ extension ClientConnection {
                 upstreamFailed(.badResponse("101 Switching Protocols to a request that asked for no upgrade"))
                 return
             }
-            x.response.writeHead(status: 101, connection: .none, upgrade: true, pool: loop.buffers)
+            x.response.writeHead(status: 101, connection: .none, upgrade: true, pool: loop.buffers, setCookie: stickyCookieLine(x))
             x.response.status = 101
             becomeTunnel(x)
             return
@@ -251,7 +251,8 @@ extension ClientConnection {
                                      serverKeepAlive: x.response.head.keepAlive, clientKeepAlive: x.clientKeepAlive,
                                      clientIsHTTP10: x.clientIsHTTP10, shuttingDown: worker.shuttingDown,
                                      rechunked: gzip?.compress ?? false)
-        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers, gzip: gzip)
+        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers, gzip: gzip,
+                             setCookie: stickyCookieLine(x))
         x.response.status = status
         x.response.startBody(plan)
         if let s = x.upstream.server {
@@ -263,6 +264,15 @@ extension ClientConnection {
         } else if !x.response.bodyDone && x.response.inputLeft > 0, let e = x.response.classifyBody() {
             responseBodyMalformed(x, e)
         }
+    }
+
+    /// A sticky upstream's Set-Cookie line for the server that answered, unless the request's cookie named it already;
+    /// nil for every other upstream.
+    @inline(__always)
+    private func stickyCookieLine(_ x: Exchange<Net>) -> [UInt8]? {
+        guard let plan = x.plan, let sticky = plan.route.upstream.sticky else { return nil }
+        let i = x.upstream.serverIndex
+        return i >= 0 && i != plan.stickyServer ? sticky.setCookieLine(server: i) : nil
     }
 
     private func responseBodyMalformed(_ x: Exchange<Net>, _ e: HTTPParseError) {

@@ -75,11 +75,12 @@ struct ResponseRelay: ~Copyable {
 
     /// Rewrites the head the parser just completed (its bytes are at the front of `input`) into `output`.
     /// `gzip` (gzip server blocks only, when the response is compressible) rewrites the fields compression concerns.
+    /// `setCookie` (sticky upstreams only) is a whole header line, CRLF included, added after the backend's fields.
     mutating func writeHead(status: Int, connection: ResponsePlan.ConnectionHeader, upgrade: Bool, pool: BufferPool,
-                            gzip: GzipHeadEdit? = nil) {
+                            gzip: GzipHeadEdit? = nil, setCookie: [UInt8]? = nil) {
         // Room for the status line and the fields Huddle adds (Connection, Transfer-Encoding; with gzip also
-        // Content-Encoding, Vary and weakened ETags).
-        let room = head.headLength + (gzip == nil ? 256 : 512)
+        // Content-Encoding, Vary and weakened ETags; a sticky cookie).
+        let room = head.headLength + (gzip == nil ? 256 : 512) + (setCookie?.count ?? 0)
         if output == nil { output = pool.acquire(minimumCapacity: room) }
         if output.unwrapped.readableCount == 0 { output.unwrapped.clear() }
         if output.unwrapped.writableCount < room { output.unwrapped.compact() }
@@ -104,6 +105,7 @@ struct ResponseRelay: ~Copyable {
                 o.append("\r\n")
             }
         }
+        if let setCookie { setCookie.withUnsafeBytes { o.append($0) } }
         if (head.isChunked || gzip?.compress == true) && status >= 200 { o.append("Transfer-Encoding: chunked\r\n") }
         switch connection {
         case .none: break

@@ -24,6 +24,9 @@ struct ForwardPlan {
     /// The group key, decoded, and its stable hash; nil when the route has none or the request carried none.
     let groupKey: [UInt8]?
     let groupKeyHash: UInt64
+    /// The server (index in the upstream) that the request's sticky cookie names; -1 when the upstream has no sticky
+    /// cookie or the request carries no valid one.
+    var stickyServer: Int = -1
 }
 
 /// A response Huddle writes itself.
@@ -36,10 +39,12 @@ struct LocalAnswer: Equatable {
     let close: Bool
     /// Header lines to add, each ending in CRLF.
     var extraHeaders: StaticString = ""
+    /// Seconds for a `Retry-After` header (429, 503).
+    var retryAfter: Int? = nil
 
     static func == (a: LocalAnswer, b: LocalAnswer) -> Bool {
         a.status == b.status && a.message == b.message && a.logReason == b.logReason && a.close == b.close
-            && a.extraHeaders.description == b.extraHeaders.description
+            && a.extraHeaders.description == b.extraHeaders.description && a.retryAfter == b.retryAfter
     }
 }
 
@@ -94,7 +99,18 @@ enum RequestRouter {
                                            logReason: "no group key for route \(route.config.prefix)", close: hasBody))
             }
         }
-        return .forward(ForwardPlan(route: route, upgrade: upgrade, groupKey: key, groupKeyHash: key.map { StableHash.hash64($0) } ?? 0))
+        var plan = ForwardPlan(route: route, upgrade: upgrade, groupKey: key, groupKeyHash: key.map { StableHash.hash64($0) } ?? 0)
+        if let sticky = route.upstream.sticky { plan.stickyServer = sticky.serverIndex(head: head, bytes: bytes) }
+        return .forward(plan)
+    }
+
+    /// Over the route's rate limit: 429 with the seconds until the key has a token again. The connection stays (a
+    /// request body, if any, closes it: see `answerAfterHead`).
+    static func rateLimited(_ route: RouteRuntime, waitMicros: Int64) -> LocalAnswer {
+        let seconds = RateLimitKeys.retryAfterSeconds(waitMicros: waitMicros)
+        let limit = route.rateLimit.map { "\($0.config.rateText) burst=\($0.config.burst)" } ?? "-"
+        return LocalAnswer(status: 429, message: "over the rate limit of route \(route.config.prefix) (\(limit)); retry in \(seconds) s",
+                           logReason: nil, close: false, retryAfter: seconds)
     }
 }
 

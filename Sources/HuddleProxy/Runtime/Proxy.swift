@@ -54,8 +54,12 @@ public final class Proxy: @unchecked Sendable {
     }
 
     /// Directives the config language accepts whose machinery is not in this build yet: say so instead of pretending.
+    /// Also what an operator must know about a sticky cookie without `key=`.
     static func warnAboutPendingFeatures(_ c: HuddleConfig, log: ErrorLog) {
         for u in c.upstreams {
+            if let s = u.sticky, s.key == nil {
+                log.info("upstream \(u.name) (\(s.location)): sticky cookie \(s.name) without key=: its values come from a key made at start, so other replicas and later runs do not recognise them; set the same key= on every replica to share them")
+            }
             for s in u.servers where s.backup {
                 log.warn("server \(s.address) (\(s.location)): backup is accepted but not used yet; the server is balanced like the others")
             }
@@ -255,6 +259,13 @@ public final class Proxy: @unchecked Sendable {
     public func sweepGroups() {
         let now = Sys.monotonicMs()
         for u in runtime.upstreams { u.groups.sweep(nowMs: now) }
+    }
+
+    /// Clears rate-limit buckets that are full again (called about once a second by the control loop): an idle key
+    /// leaves the table, which keeps every answer the same (a full bucket is what a key never seen has).
+    public func sweepRateLimits() {
+        let now = Sys.monotonicNs()
+        for l in runtime.rateLimiters { l.sweep(nowNs: now) }
     }
 
     public var reloadInfo: (generation: Int, lastReloadMs: Int64, result: String) {

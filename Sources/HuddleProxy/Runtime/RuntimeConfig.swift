@@ -113,11 +113,14 @@ public final class UpstreamRuntime: Sendable {
     public let stats: RequestStats
     /// TLS to this upstream's servers (and their health checks); nil: plain TCP.
     public let tls: ClientTLSContext?
+    /// `sticky cookie`: every server's cookie value and Set-Cookie line, made here once; nil when the upstream has none.
+    public let sticky: StickyCookies?
     let index: Int
 
     init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth, stats: RequestStats,
-         tls: ClientTLSContext?) {
+         tls: ClientTLSContext?, stickyKey: [UInt8] = []) {
         self.tls = tls
+        sticky = config.sticky.map { StickyCookies(config: $0, key: stickyKey, identities: servers.map(\.identity)) }
         self.health = health
         self.stats = stats
         self.index = index
@@ -204,6 +207,8 @@ public struct RouteRuntime: Sendable {
     public let prefix: [UInt8]
     public let config: RouteConfig
     public let upstream: UpstreamRuntime
+    /// The route's token buckets (`rate_limit`); nil when it has none.
+    public let rateLimit: RateLimiter?
 }
 
 public final class ServerBlockRuntime: Sendable {
@@ -255,9 +260,14 @@ public final class RuntimeConfig: Sendable {
     public let ticketKeys: TicketKeyRing
     /// The listen addresses marked `proxy_protocol`: their connections open with a PROXY protocol header.
     public let proxyProtocolListenKeys: Set<String>
+    /// The sticky-cookie key of upstreams whose `sticky` has no `key=`: random, made at start and kept across reloads,
+    /// so such cookies mean something to this process only.
+    let stickyProcessKey: [UInt8]
 
-    init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime], ticketKeys: TicketKeyRing) {
+    init(config: HuddleConfig, generation: Int, upstreams: [UpstreamRuntime], serverBlocks: [ServerBlockRuntime], ticketKeys: TicketKeyRing,
+         stickyProcessKey: [UInt8]) {
         self.config = config
+        self.stickyProcessKey = stickyProcessKey
         self.generation = generation
         self.upstreams = upstreams
         self.serverBlocks = serverBlocks
@@ -282,6 +292,16 @@ public final class RuntimeConfig: Sendable {
 
     public func upstream(named name: String) -> UpstreamRuntime? { upstreams.first { $0.name == name } }
 
+    /// Every route's rate limiter, in config order (a route in several server blocks appears once per block).
+    public var rateLimiters: [RateLimiter] { serverBlocks.flatMap { $0.routes.compactMap(\.rateLimit) } }
+
+    /// 32 random bytes: the sticky-cookie key when the config names none.
+    static func randomStickyKey() -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: 32)
+        precondition(RAND_bytes(&b, 32) == 1, "the system has no randomness for the sticky-cookie key")
+        return b
+    }
+
     /// Builds a snapshot, reusing server objects (and their counters) and group tables from `previous` where identities match.
     /// `resolve` lines become the servers in `discovered` (by `DiscoveryKey`); servers that drop out go to `archive`,
     /// and one that comes back with the same identity and address is taken from there. `sameConfig` (a discovery
@@ -294,6 +314,8 @@ public final class RuntimeConfig: Sendable {
         let wall = Sys.wallClockMs()
         let mono = Sys.monotonicMs()
         let ticketKeys = previous?.ticketKeys ?? TicketKeyRing()
+        let stickyProcessKey = previous?.stickyProcessKey ?? randomStickyKey()
+        let nowNs = Sys.monotonicNs()
         // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
         let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
         var nextUID = max((previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1, archive?.nextUID ?? 0)
@@ -362,7 +384,8 @@ public final class RuntimeConfig: Sendable {
                 }
             }
             ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth,
-                                       stats: old?.stats ?? RequestStats(shards: shards), tls: clientTLS))
+                                       stats: old?.stats ?? RequestStats(shards: shards), tls: clientTLS,
+                                       stickyKey: u.sticky?.key.map { Array($0.utf8) } ?? stickyProcessKey))
         }
         archive?.nextUID = nextUID
         var blocks: [ServerBlockRuntime] = []
@@ -372,7 +395,15 @@ public final class RuntimeConfig: Sendable {
                 guard let u = ups.first(where: { $0.name == r.upstream }) else {
                     throw ConfigErrors([ConfigError(location: r.location, message: "route \"\(r.prefix)\" uses undefined upstream \"\(r.upstream)\"")])
                 }
-                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u))
+                var limiter: RateLimiter? = nil
+                if let rl = r.rateLimit {
+                    // A reload that keeps the route's limit as it was keeps its buckets (and counters); any change starts afresh.
+                    let kept = previous.flatMap { p in
+                        bi < p.serverBlocks.count ? p.serverBlocks[bi].routes.first(where: { $0.config.prefix == r.prefix })?.rateLimit : nil
+                    }
+                    limiter = kept.flatMap { sameLimit($0.config, rl) ? $0 : nil } ?? RateLimiter(config: rl, route: r.prefix, nowNs: nowNs)
+                }
+                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u, rateLimit: limiter))
             }
             routes.sort { $0.prefix.count > $1.prefix.count }
             if sameConfig, let p = previous?.serverBlocks[bi] {
@@ -405,6 +436,12 @@ public final class RuntimeConfig: Sendable {
             }
             blocks.append(ServerBlockRuntime(config: b, routes: routes, listenAddresses: addrs, tls: serverTLS))
         }
-        return RuntimeConfig(config: config, generation: generation, upstreams: ups, serverBlocks: blocks, ticketKeys: ticketKeys)
+        return RuntimeConfig(config: config, generation: generation, upstreams: ups, serverBlocks: blocks, ticketKeys: ticketKeys,
+                             stickyProcessKey: stickyProcessKey)
+    }
+
+    /// The same limit, wherever it is written in the file.
+    private static func sameLimit(_ a: RateLimitConfig, _ b: RateLimitConfig) -> Bool {
+        a.requests == b.requests && a.perMs == b.perMs && a.burst == b.burst && a.key == b.key
     }
 }

@@ -17,12 +17,13 @@ extension ClientConnection {
         if u.index < worker.roundRobin.count {
             choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
                                          excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng,
-                                         roundRobin: &worker.roundRobin[u.index])
+                                         roundRobin: &worker.roundRobin[u.index], sticky: plan.stickyServer)
         } else {
             // The snapshot changed under a retry: its upstream has no round-robin state on this worker any more.
             var rr = SmoothRoundRobin(weights: u.servers.map(\.weight))
             choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
-                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr)
+                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr,
+                                         sticky: plan.stickyServer)
         }
         guard var c = choice.take() else {
             if let f = x.upstream.lastFailure {
@@ -49,6 +50,7 @@ extension ClientConnection {
             worker.migrator.post([e.placement])
             log.info("upstream \(u.name): group \(JSONEscaping.quoted(bytes: plan.groupKey ?? [])) moved from \(e.from) to \(c.server.identity) as a new member joined; closing its other members (1012)")
         }
+        x.upstream.serverIndex = c.index
         connect(to: c.server, pooledAllowed: true)
     }
 

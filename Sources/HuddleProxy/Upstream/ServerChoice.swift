@@ -1,20 +1,24 @@
 // Which server an exchange goes to: the group's server for a keyed upgrade (joining the group), the key's owner for
-// a keyed request, else the upstream's balancer (p2c or smooth round robin). Never a server already tried.
+// a keyed request, the server a sticky cookie names while it takes traffic, else the upstream's balancer (p2c or
+// smooth round robin). Never a server already tried.
 import HuddleBalancing
 import HuddleSys
 
 /// The chosen server, and for a keyed upgrade the new member's place in its group.
 struct ServerChoice: ~Copyable {
     let server: ServerRuntime
+    /// The server's index in the upstream; -1 where a group chose it (hash upstreams have no sticky cookie).
+    var index = -1
     var membership: GroupMembership?
     /// `rebalance migrate`: this join re-placed a live group; the old placement's members are to be closed (1012).
     var evicted: (placement: UInt64, from: String)? = nil
 
     /// `excluded` are server uids this exchange already failed on. For an upgrade with a key, the returned membership
-    /// is the tunnel's place in its group (dropping it leaves the group).
+    /// is the tunnel's place in its group (dropping it leaves the group). `sticky` is the server index a sticky cookie
+    /// names (-1: none): it is chosen while it takes traffic and has not failed this exchange.
     static func choose(
         upstream u: UpstreamRuntime, key: [UInt8]?, keyHash: UInt64, upgrade: Bool, excluded: [Int], nowMs: Int64,
-        rng: inout FastRandom, roundRobin: inout SmoothRoundRobin
+        rng: inout FastRandom, roundRobin: inout SmoothRoundRobin, sticky: Int = -1
     ) -> ServerChoice? {
         let servers = u.servers
         func eligible(_ s: ServerRuntime) -> Bool { s.isAvailable && !excluded.contains(s.uid) }
@@ -68,6 +72,9 @@ struct ServerChoice: ~Copyable {
             guard let i = u.groupOwner(keyHash: keyHash, nowMs: nowMs, excluded: excluded) else { return nil }
             return ServerChoice(server: servers[i], membership: nil)
         }
+        if sticky >= 0, sticky < servers.count, eligible(servers[sticky]) {
+            return ServerChoice(server: servers[sticky], index: sticky, membership: nil)
+        }
         let picked: Int?
         switch u.config.balance {
         case .roundRobin:
@@ -76,6 +83,6 @@ struct ServerChoice: ~Copyable {
             picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) }, load: { servers[$0].balancingLoad(nowMs: nowMs) })
         }
         guard let i = picked else { return nil }
-        return ServerChoice(server: servers[i], membership: nil)
+        return ServerChoice(server: servers[i], index: i, membership: nil)
     }
 }

@@ -9,6 +9,8 @@ struct UpstreamAttempt<Net: Network>: ~Copyable {
     var link: UpstreamLink?
     /// For an upgrade to a grouped route: this member's place in its group.
     var membership: GroupMembership?
+    /// The index of the claimed server in its upstream (-1 when a group chose it): whose sticky cookie the response sets.
+    var serverIndex = -1
     /// Server uids already tried by this exchange (a retry goes elsewhere).
     var excluded: [Int] = []
     var retriesLeft = 0
@@ -23,6 +25,7 @@ struct UpstreamAttempt<Net: Network>: ~Copyable {
         claim = nil
         link = nil
         membership = nil
+        serverIndex = -1
         excluded.removeAll(keepingCapacity: true)
         retriesLeft = 0
         lastFailure = nil
