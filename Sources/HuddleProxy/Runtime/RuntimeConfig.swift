@@ -152,6 +152,8 @@ public struct RouteRuntime: Sendable {
     public let prefix: [UInt8]
     public let config: RouteConfig
     public let upstream: UpstreamRuntime
+    /// The route's response cache; nil when the route has no `cache`.
+    public let cache: RouteCache?
 }
 
 public final class ServerBlockRuntime: Sendable {
@@ -225,6 +227,9 @@ public final class RuntimeConfig: Sendable {
 
     public func upstream(named name: String) -> UpstreamRuntime? { upstreams.first { $0.name == name } }
 
+    /// Every cached route's cache, in config order (a prefix may appear once per server block).
+    public var routeCaches: [RouteCache] { serverBlocks.flatMap { $0.routes.compactMap(\.cache) } }
+
     /// Builds a snapshot, reusing server objects (and their counters) and group tables from `previous` where identities match.
     /// Resolves names (blocking): call off the data path.
     public static func build(_ config: HuddleConfig, generation: Int, previous: RuntimeConfig?, log: @escaping @Sendable (String) -> Void,
@@ -232,7 +237,8 @@ public final class RuntimeConfig: Sendable {
         let wall = Sys.wallClockMs()
         let ticketKeys = previous?.ticketKeys ?? TicketKeyRing()
         // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
-        let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        let workerCount = max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let shards = min(16, workerCount)
         var nextUID = (previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1
         var ups: [UpstreamRuntime] = []
         for (i, u) in config.upstreams.enumerated() {
@@ -283,13 +289,20 @@ public final class RuntimeConfig: Sendable {
                                        stats: old?.stats ?? RequestStats(shards: shards), tls: clientTLS))
         }
         var blocks: [ServerBlockRuntime] = []
-        for b in config.servers {
+        for (bi, b) in config.servers.enumerated() {
             var routes: [RouteRuntime] = []
             for r in b.routes {
                 guard let u = ups.first(where: { $0.name == r.upstream }) else {
                     throw ConfigErrors([ConfigError(location: r.location, message: "route \"\(r.prefix)\" uses undefined upstream \"\(r.upstream)\"")])
                 }
-                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u))
+                var cache: RouteCache? = nil
+                if let c = r.cache {
+                    // The same route (block and prefix) with the same cache settings keeps its stored responses.
+                    let old = previous.flatMap { p in bi < p.serverBlocks.count ? p.serverBlocks[bi].routes.first { $0.config.prefix == r.prefix }?.cache : nil }
+                    cache = old.flatMap { $0.canServe(c, workers: workerCount) ? $0 : nil }
+                        ?? RouteCache(config: c, route: r.prefix, workers: workerCount, statShards: shards)
+                }
+                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u, cache: cache))
             }
             routes.sort { $0.prefix.count > $1.prefix.count }
             var addrs: [SocketAddress] = []
