@@ -10,7 +10,7 @@ public enum HTTPDate {
     ///   `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate), `Sunday, 06-Nov-94 08:49:37 GMT` (RFC 850: a two-digit year more
     ///   than 50 years ahead is in the past century, §5.6.7), `Sun Nov  6 08:49:37 1994` (asctime).
     /// The day name is not checked against the date (recipients are not asked to).
-    public static func parse(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, nowSeconds: Int64 = 0) -> Int64? {
+    public static func parse(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, nowSeconds: Int64) -> Int64? {
         let r = ASCIIBytes.trimmingOWS(bytes, range)
         var i = r.lowerBound
         let end = r.upperBound
@@ -36,10 +36,11 @@ public enum HTTPDate {
             guard let month = month(bytes, &i, end), i < end, bytes[i] == 0x2D else { return nil }
             i &+= 1
             guard let yy = digits(bytes, &i, end, count: 2) else { return nil }
-            var year = 1900 + yy
-            // A year more than 50 years in the future is taken to be in the past (RFC 9110 §5.6.7).
+            // The year with those last two digits nearest to now: one that would be more than 50 years in the future is
+            // the most recent past one (RFC 9110 §5.6.7).
             let nowYear = Int(civil(fromDays: nowSeconds / 86400).year)
-            while year + 100 <= nowYear + 50 { year += 100 }
+            var year = nowYear - nowYear % 100 + yy
+            if year > nowYear + 50 { year -= 100 } else if year < nowYear - 50 { year += 100 }
             return time(bytes, &i, end, year: year, month: month, day: day, gmt: true)
         }
         // asctime: Day SP Mon SP (DD | SP D) SP hh:mm:ss SP YYYY

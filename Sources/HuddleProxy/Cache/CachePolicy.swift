@@ -2,6 +2,7 @@
 // is. Pure: functions of head bytes, clocks and the route's settings; table-tested without sockets.
 import HuddleConfig
 import HuddleHTTP
+import HuddleSys
 
 /// What a request on a cached route does with the cache.
 enum CacheRequestKind: Equatable {
@@ -72,7 +73,7 @@ struct CacheRequestFacts: Equatable {
             case 13 where named("if-none-match"):
                 if f.ifNoneMatch == nil { f.ifNoneMatch = h.value }
             case 17 where named("if-modified-since"):
-                if f.ifModifiedSince == nil { f.ifModifiedSince = HTTPDate.parse(bytes, h.value) }
+                if f.ifModifiedSince == nil { f.ifModifiedSince = HTTPDate.parse(bytes, h.value, nowSeconds: Sys.wallClockMs() / 1000) }
             case 6 where named("pragma"):
                 if ASCIIBytes.listContainsToken(bytes, h.value, "no-cache") { pragmaNoCache = true }
             default:
@@ -143,7 +144,7 @@ struct CacheResponseFacts: Equatable {
     /// The ETag value as sent (`"x"` or `W/"x"`).
     var etag: Range<Int>? = nil
 
-    static func read(_ head: HTTPResponseHead, _ bytes: UnsafeRawBufferPointer) -> CacheResponseFacts {
+    static func read(_ head: HTTPResponseHead, _ bytes: UnsafeRawBufferPointer, nowSeconds: Int64) -> CacheResponseFacts {
         var f = CacheResponseFacts()
         var sawCacheControl = false
         var pragmaNoCache = false
@@ -154,7 +155,7 @@ struct CacheResponseFacts: Equatable {
             case 3 where named("age"):
                 if f.age == nil { f.age = CacheControl.deltaSeconds(bytes, h.value) }
             case 4 where named("date"):
-                if f.date == nil { f.date = HTTPDate.parse(bytes, h.value) }
+                if f.date == nil { f.date = HTTPDate.parse(bytes, h.value, nowSeconds: nowSeconds) }
             case 4 where named("vary"):
                 ASCIIBytes.forEachToken(in: h.value, of: bytes) { t in
                     if t.count == 1 && bytes[t.lowerBound] == 0x2A { f.varyStar = true; return }
@@ -168,7 +169,7 @@ struct CacheResponseFacts: Equatable {
             case 7 where named("expires"):
                 if !sawExpires {
                     sawExpires = true
-                    f.expires = HTTPDate.parse(bytes, h.value)
+                    f.expires = HTTPDate.parse(bytes, h.value, nowSeconds: nowSeconds)
                     f.expiresInvalid = f.expires == nil
                 }
             case 10 where named("set-cookie"):
@@ -177,7 +178,7 @@ struct CacheResponseFacts: Equatable {
                 sawCacheControl = true
                 f.cacheControl.add(h.value, in: bytes)
             case 13 where named("last-modified"):
-                if f.lastModified == nil { f.lastModified = HTTPDate.parse(bytes, h.value) }
+                if f.lastModified == nil { f.lastModified = HTTPDate.parse(bytes, h.value, nowSeconds: nowSeconds) }
             default:
                 break
             }

@@ -266,8 +266,8 @@ extension ClientConnection {
         guard let route = x.cache.route, let store = x.cache.store else { return nil }
         let bytes = x.response.input.unwrapped.readableBytes
         let head = x.response.head
-        let facts = CacheResponseFacts.read(head, bytes)
         let nowSeconds = Sys.wallClockMs() / 1000
+        let facts = CacheResponseFacts.read(head, bytes, nowSeconds: nowSeconds)
         let decision = CachePolicy.decide(status: status, facts: facts, config: route.config, nowSeconds: nowSeconds)
         guard case .store(let lifetimeMs, let staleMs) = decision else {
             if case .dontStore(let why) = decision { log.debug("cache \(route.route): not storing \(String(decoding: x.cache.key, as: UTF8.self)): \(why)") }
