@@ -176,6 +176,30 @@ extension AdminServer {
         }
     }
 
+    /// `POST /api/cache/purge?route=PREFIX[&key=PATH?QUERY]`, token checked by the caller: removes the stored responses of
+    /// `key` (every variant; the path and query exactly as requests send them) from the cache of every route with that
+    /// prefix, or everything those caches hold without `key`. `{"route","key","purged"}`; 400 without `route`, 404 when
+    /// no cached route has that prefix. Purging is immediate for every worker (the stores are locked, not posted to).
+    func purgeCache(_ q: AdminQuery) -> AdminResponse {
+        guard let route = q.string("route"), !route.isEmpty else {
+            return .error(400, "need ?route=PREFIX[&key=PATH] (key: the path and query of the URL as requests send it)")
+        }
+        let key = q.bytes("key")
+        if let k = key, k.first != 0x2F {
+            return .error(400, "key must be the path and query of a URL, starting with /")
+        }
+        let caches = proxy.runtime.routeCaches.filter { $0.route == route }
+        guard !caches.isEmpty else { return .error(404, "no cached route with prefix " + route) }
+        let purged = caches.reduce(0) { $0 + $1.purge(key: key) }
+        return .json(200) { w in
+            w.object { w in
+                w.field("route", route)
+                w.field("key", key.map { String(decoding: $0, as: UTF8.self) })
+                w.field("purged", purged)
+            }
+        }
+    }
+
     /// `GET /api/workers`: each worker's last published figures, their age, and whether they are stale.
     func workers() -> AdminResponse {
         let stats = proxy.workerStats()

@@ -89,7 +89,10 @@ public final class AdminServer: EventHandler {
         case (.post, "/api/servers/enable"):
             if let denied = checkToken(request.authorization) { return denied }
             return serverAction(.enable, request.query)
-        case (_, "/api/reload"), (_, "/api/servers/drain"), (_, "/api/servers/enable"):
+        case (.post, "/api/cache/purge"):
+            if let denied = checkToken(request.authorization) { return denied }
+            return purgeCache(request.query)
+        case (_, "/api/reload"), (_, "/api/servers/drain"), (_, "/api/servers/enable"), (_, "/api/cache/purge"):
             return AdminResponse.error(405, "use POST").with("Allow", "POST")
         default:
             return .error(404, "no such endpoint: " + request.path)

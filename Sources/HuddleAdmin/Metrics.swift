@@ -33,6 +33,9 @@ enum MetricSource {
     /// One sample per rate-limited route, label `route` (its prefix; the same prefix in several server blocks is one
     /// sample, their sum).
     case rateLimit(@Sendable (RateLimiter, _ nowNs: UInt64) -> Double)
+    /// One sample per cached route, label `route` (its prefix; routes with the same prefix in several server blocks
+    /// are summed).
+    case cacheRoute(@Sendable (RouteCache) -> Double)
 }
 
 struct MetricDeclaration {
@@ -128,6 +131,40 @@ enum Metrics {
         MetricDeclaration(name: "huddle_rate_limit_table_full_total", type: .counter,
                           help: "New keys that found their part of the rate-limit table full and replaced the key nearest to a full bucket (that key starts afresh).",
                           source: .rateLimit { l, _ in Double(l.tableFull.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_cache_hits_total", type: .counter,
+                          help: "Answers from a route's cache while fresh (X-Cache: HIT), collapsed requests served from their leader's response included.",
+                          source: .cacheRoute { Double($0.stats.total(.hits)) }),
+        MetricDeclaration(name: "huddle_cache_misses_total", type: .counter,
+                          help: "Answers on a cached route that came from the backend or from Huddle itself (X-Cache: MISS).",
+                          source: .cacheRoute { Double($0.stats.total(.misses)) }),
+        MetricDeclaration(name: "huddle_cache_stale_total", type: .counter,
+                          help: "Answers from a route's cache past their freshness because the backend failed (X-Cache: STALE, stale-if-error).",
+                          source: .cacheRoute { Double($0.stats.total(.stale)) }),
+        MetricDeclaration(name: "huddle_cache_collapsed_total", type: .counter,
+                          help: "Requests that waited for an identical request's backend answer instead of sending their own (collapsed forwarding).",
+                          source: .cacheRoute { Double($0.stats.total(.collapsed)) }),
+        MetricDeclaration(name: "huddle_cache_collapse_timeouts_total", type: .counter,
+                          help: "Collapsed requests that waited collapse_timeout and went to the backend themselves.",
+                          source: .cacheRoute { Double($0.stats.total(.collapseTimeouts)) }),
+        MetricDeclaration(name: "huddle_cache_evictions_total", type: .counter,
+                          help: "Stored responses evicted (least recently used first) to keep a route's cache within its size.",
+                          source: .cacheRoute { Double($0.evictions) }),
+        MetricDeclaration(name: "huddle_cache_bytes", type: .gauge,
+                          help: "Bytes a route's cache holds against its size: stored heads, bodies and keys, plus a fixed overhead per entry.",
+                          source: .cacheRoute { Double($0.bytes) }),
+        MetricDeclaration(name: "huddle_cache_entries", type: .gauge, help: "Stored responses (variants included) in a route's cache.",
+                          source: .cacheRoute { Double($0.entries) }),
+        MetricDeclaration(name: "huddle_cache_waiters", type: .gauge,
+                          help: "Requests waiting now for an identical request's backend answer (collapsed forwarding).",
+                          source: .workerSum { $0.cacheWaiters }),
+        MetricDeclaration(name: "huddle_cache_fills_led", type: .gauge,
+                          help: "Backend requests in flight that identical requests may wait on.",
+                          source: .workerSum { $0.cacheLeads }),
+        MetricDeclaration(name: "huddle_cache_fills", type: .gauge, help: "Responses being stored into a cache as they arrive.",
+                          source: .workerSum { $0.cacheFills }),
+        MetricDeclaration(name: "huddle_cache_sending", type: .gauge,
+                          help: "Stored responses held by exchanges: being sent, or kept to answer if the backend fails.",
+                          source: .workerSum { $0.cacheReads }),
     ]
 
     /// Samples for every declared metric, in table order.
@@ -186,6 +223,14 @@ enum Metrics {
                     sums[l.route, default: 0] += value(l, input.nowNs)
                 }
                 for route in order { samples.append(MetricSample(labels: [("route", route)], value: sums[route]!)) }
+            case .cacheRoute(let value):
+                var order: [String] = []
+                var sums: [String: Double] = [:]
+                for c in input.runtime.routeCaches {
+                    if sums[c.route] == nil { order.append(c.route) }
+                    sums[c.route, default: 0] += value(c)
+                }
+                for r in order { samples.append(MetricSample(labels: [("route", r)], value: sums[r]!)) }
             }
             return MetricFamily(name: m.name, type: m.type, help: m.help, samples: samples)
         }

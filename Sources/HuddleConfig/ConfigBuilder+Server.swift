@@ -147,6 +147,7 @@ extension ConfigBuilder {
         var upgrades: [String]?
         var rateLimit: RateLimitConfig?
         var groupKeyLocation: SourceLocation?
+        var cache: CacheConfig?
 
         for (c, ca) in accepted(d.block ?? [], in: .route) {
             switch c.name {
@@ -184,6 +185,8 @@ extension ConfigBuilder {
                 } else {
                     ok = false
                 }
+            case "cache":
+                if let cc = cacheConfig(c, ca) { cache = cc } else { ok = false }
             default:
                 preconditionFailure("unhandled route directive \(c.name)")
             }
@@ -206,6 +209,7 @@ extension ConfigBuilder {
         if let missing { route.groupKeyMissing = missing }
         if let upgrades { route.allowUpgrades = upgrades }
         route.rateLimit = rateLimit
+        route.cache = cache
         return route
     }
 
@@ -263,6 +267,42 @@ extension ConfigBuilder {
         }
         error(v.location, "expected ip, header:NAME, cookie:NAME or group for \"key\", found \(ConfigText.quoted(v.text))")
         return nil
+    }
+
+    /// The smallest and largest `cache size=`.
+    static let cacheSizeRange: ClosedRange<Int64> = (64 << 10)...(1 << 40)
+
+    /// `cache size= ttl= max_entry= stale_if_error= collapse_timeout= shared=`: every option has a default.
+    private mutating func cacheConfig(_ d: ConfigDirective, _ a: ParsedArguments) -> CacheConfig? {
+        var c = CacheConfig(location: d.location)
+        var ok = true
+        if let v = a.options["size"] {
+            if let n = size(v, of: "size", in: Self.cacheSizeRange, rangeText: "64k and 1024g") { c.size = n } else { ok = false }
+        }
+        if let v = a.options["ttl"] {
+            if let ms = duration(v, of: "ttl") { c.ttl = ms } else { ok = false }
+        }
+        if let v = a.options["max_entry"] {
+            if let n = size(v, of: "max_entry", in: 1...Self.cacheSizeRange.upperBound, rangeText: "1 byte and 1024g") {
+                c.maxEntry = n
+                if n > c.size {
+                    error(v.location, "\"max_entry\" (\(v.text)) must not be larger than the cache's size (\(a.options["size"]?.text ?? "64m"))")
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        }
+        if let v = a.options["stale_if_error"] {
+            if let ms = duration(v, of: "stale_if_error") { c.staleIfError = ms } else { ok = false }
+        }
+        if let v = a.options["collapse_timeout"] {
+            if let ms = duration(v, of: "collapse_timeout") { c.collapseTimeout = ms } else { ok = false }
+        }
+        if let v = a.options["shared"] {
+            if let w = keyword(v, of: "shared", among: ["on", "off"]) { c.shared = w == "on" } else { ok = false }
+        }
+        return ok ? c : nil
     }
 
     /// `path N`, `header NAME`, `cookie NAME` or `query NAME`.

@@ -95,6 +95,8 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "group_key_missing", arguments: 1...1),
         DirectiveSpec(name: "allow_upgrade", arguments: 1...Int.max),
         DirectiveSpec(name: "rate_limit", arguments: 1...1, options: ["burst", "key"]),
+        DirectiveSpec(name: "cache", arguments: 0...0,
+                      options: ["size", "ttl", "max_entry", "stale_if_error", "collapse_timeout", "shared"]),
     ]
 
     private static let adminSpecs: [DirectiveSpec] = [

@@ -270,6 +270,8 @@ public struct RouteConfig: Sendable {
     public var allowUpgrades: [String] = ["websocket"]
     /// nil: no rate limit on this route.
     public var rateLimit: RateLimitConfig? = nil
+    /// `cache ...`: responses of this route are cached; nil: no cache.
+    public var cache: CacheConfig? = nil
     public var location: SourceLocation
     public init(prefix: String, upstream: String, location: SourceLocation) {
         self.prefix = prefix
@@ -303,6 +305,32 @@ public struct GzipConfig: Sendable, Equatable {
     /// Media types (`type/subtype`, lower-case, no parameters) that are compressed; `*` matches every type.
     public var types: [String] = GzipConfig.defaultTypes
     public init() {}
+}
+
+/// `cache [size=SIZE] [ttl=D] [max_entry=SIZE] [stale_if_error=D] [collapse_timeout=D] [shared=on|off]` in a route:
+/// a response cache with collapsed forwarding (docs/CACHE.md).
+public struct CacheConfig: Sendable, Equatable {
+    /// The memory bound of the route's cache (stored heads, bodies and keys), in bytes.
+    public var size: Int64 = 64 << 20
+    /// Freshness of a storable response that gives none (no max-age, s-maxage or Expires); 0: such responses are not
+    /// stored.
+    public var ttl: Milliseconds = 0
+    /// The largest response (head and body) that is stored; a larger one is passed through and its collapsed waiters
+    /// fetch their own. Never more than `size`.
+    public var maxEntry: Int64 = 1 << 20
+    /// How long past its freshness a stored response may still answer when the backend fails (5xx, connect failure,
+    /// timeout), unless the response's own `stale-if-error` says otherwise; 0: only where the response says so.
+    public var staleIfError: Milliseconds = 0
+    /// How long a request waits for an identical one's backend answer before it goes to the backend itself; 0: no
+    /// collapsing.
+    public var collapseTimeout: Milliseconds = 5000
+    /// One cache for every worker (on), or one per worker with `size / workers` each (off).
+    public var shared = true
+    public var location: SourceLocation
+    public init(location: SourceLocation) { self.location = location }
+
+    /// `max_entry` as it applies: never above `size`.
+    public var effectiveMaxEntry: Int64 { min(maxEntry, size) }
 }
 
 /// A certificate chain (PEM, leaf first) and its private key, served to clients whose SNI names it.

@@ -13,7 +13,11 @@ final class ConfigFilesTests: XCTestCase {
         let path = root.appendingPathComponent("proxy.conf.sample").path
         let config = try ConfigParser.load(path: path)
         XCTAssertEqual(config.upstream(named: "chat")?.balance, .hash)
-        XCTAssertEqual(config.servers.first?.routes.map(\.prefix), ["/rooms/", "/"])
+        XCTAssertEqual(config.servers.first?.routes.map(\.prefix), ["/static/", "/rooms/", "/"])
+        let cache = try XCTUnwrap(config.servers.first?.routes.first?.cache)
+        XCTAssertEqual(cache.size, 64 << 20)
+        XCTAssertEqual(cache.ttl, 0)
+        XCTAssertTrue(cache.shared)
         XCTAssertEqual(config.admin?.token, "change-me")
     }
 

@@ -80,6 +80,13 @@ final class ExchangeHarness {
         XCTAssertEqual(worker.gzipBuffers.outstanding, 0, "gzip buffers lent", file: file, line: line)
         XCTAssertEqual(worker.loop.pipes.outstanding, 0, "pipes lent", file: file, line: line)
         XCTAssertEqual(worker.gzipStreams.outstanding, 0, "zlib streams lent", file: file, line: line)
+        XCTAssertEqual(worker.counters.cacheReads, 0, "stored cache entries held", file: file, line: line)
+        XCTAssertEqual(worker.counters.cacheWaits, 0, "requests waiting on a collapsed fill", file: file, line: line)
+        XCTAssertEqual(worker.counters.cacheLeads, 0, "collapsed fills led", file: file, line: line)
+        XCTAssertEqual(worker.counters.cacheFills, 0, "responses being stored", file: file, line: line)
+        for c in runtime.routeCaches {
+            for s in c.stores { XCTAssertEqual(s.fillsInProgress, 0, "fills in progress in the cache of \(c.route)", file: file, line: line) }
+        }
         for c in net.allConnections {
             XCTAssertLessThanOrEqual(c.proxyCloses, 1, "\(c.label) closed \(c.proxyCloses) times", file: file, line: line)
         }

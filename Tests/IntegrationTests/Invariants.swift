@@ -8,7 +8,8 @@
 //   - /api/backends: in_flight 0 and active_connections 0 for every server of every upstream (a negative value
 //     fails at once: a count released twice never comes back);
 //   - /metrics: huddle_buffers_in_use 0, huddle_pipes_in_use 0, huddle_gzip_streams_in_use 0, huddle_client_connections 0,
-//     huddle_tunnels 0;
+//     huddle_tunnels 0, and the cache's huddle_cache_waiters, huddle_cache_fills_led, huddle_cache_fills and
+//     huddle_cache_sending 0;
 //   - /proc/PID/fd: back to the baseline, plus what pools legitimately keep open: idle keep-alive backend
 //     connections (huddle_backend_connections) and cached splice pipes (two descriptors each, huddle_pipes_cached).
 import Foundation
@@ -112,7 +113,8 @@ enum Invariants {
             }
             let m = metrics(h)
             if let m {
-                for name in ["huddle_buffers_in_use", "huddle_pipes_in_use", "huddle_gzip_streams_in_use", "huddle_client_connections", "huddle_tunnels"] {
+                for name in ["huddle_buffers_in_use", "huddle_pipes_in_use", "huddle_gzip_streams_in_use", "huddle_client_connections", "huddle_tunnels",
+                             "huddle_cache_waiters", "huddle_cache_fills_led", "huddle_cache_fills", "huddle_cache_sending"] {
                     let v = m[name]
                     if v != 0 { problems.append("\(name) \(v.map(String.init) ?? "missing")") }
                     if let v, v < 0 { permanent = true }

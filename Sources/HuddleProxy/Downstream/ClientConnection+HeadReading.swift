@@ -116,17 +116,25 @@ extension ClientConnection {
                 }
             }
             x.plan = plan
-            if let gz = block.gzip {
-                x.gzip = gz
-                x.gzipRequest = GzipRequestFacts.read(x.head, inBuf.unwrapped.readableBytes)
-            }
-            x.request.start(framing: x.head.bodyFraming)
-            writeForwardedHead(x)
-            // The head has been copied out; what follows in inBuf is body, then pipelined requests.
-            inBuf.unwrapped.readIndex += x.head.headLength
-            x.upstream.retriesLeft = plan.route.upstream.config.retries
-            chooseAndConnect()
+            // Cached routes: answered from the cache, or waiting for an identical request, or forwarded below.
+            if let cache = plan.route.cache, cacheBegin(x, cache) { return }
+            forward(x, plan)
         }
+    }
+
+    /// Sends the request to the route's upstream.
+    func forward(_ x: Exchange<Net>, _ plan: ForwardPlan) {
+        // gzip and the cache do not combine: a cached route's responses go out as the backend sent them.
+        if let gz = block.gzip, x.cache.route == nil {
+            x.gzip = gz
+            x.gzipRequest = GzipRequestFacts.read(x.head, inBuf.unwrapped.readableBytes)
+        }
+        x.request.start(framing: x.head.bodyFraming)
+        writeForwardedHead(x)
+        // The head has been copied out; what follows in inBuf is body, then pipelined requests.
+        inBuf.unwrapped.readIndex += x.head.headLength
+        x.upstream.retriesLeft = plan.route.upstream.config.retries
+        chooseAndConnect()
     }
 
     /// Copies the head for the backend into the exchange's request relay (the access log reads its fields too).

@@ -25,6 +25,7 @@ extension ClientConnection {
         x.upstream.reset()
         x.response.input = nil
         x.response.gzip = nil
+        x.response.fill = nil
         if x.response.output == nil { x.response.output = loop.buffers.acquire() }
         x.response.output.unwrapped.clear()
         let body = "\(status) \(HTTPStatus.reasonPhrase(status)): \(message)\n"
@@ -60,6 +61,8 @@ extension ClientConnection {
         }
         o.append("\r\n")
         o.append(extraHeaders)
+        // Every answer on a cached route says where it came from.
+        if x.cache.route != nil { o.append("X-Cache: MISS\r\n") }
         o.append("\r\n")
     }
 
@@ -69,11 +72,12 @@ extension ClientConnection {
             close()
             return false
         }
-        while x.response.outputLeft > 0 {
+        // A local answer is its head and text in `output`; an answer from the cache adds the stored body.
+        while x.response.outputLeft > 0 || x.response.cachedLeft > 0 {
             guard canWrite else { armTimer(); return false }
             let r: IOResult<Int>
             do {
-                r = try stream.write(x.response.output.unwrapped.readPointer, x.response.outputLeft)
+                r = try x.response.writeLocal(to: stream)
             } catch {
                 close()
                 return false
@@ -83,8 +87,8 @@ extension ClientConnection {
                 canWrite = false
                 armTimer()
                 return false
-            case .done(let n):
-                x.response.output.unwrapped.readIndex += n
+            case .done:
+                lastActivity = loop.now
             }
         }
         if localClose {

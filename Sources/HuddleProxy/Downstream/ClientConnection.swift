@@ -24,8 +24,10 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         case connecting
         /// Request and response in flight.
         case proxying
-        /// Writing a locally generated response, then continuing or closing.
+        /// Writing a locally generated response (or one from the cache), then continuing or closing.
         case sendingLocal
+        /// Waiting for an identical request's backend answer (collapsed forwarding, Exchange/ClientConnection+Cache.swift).
+        case awaitingCache
         case tunnel
         case closed
     }
@@ -68,6 +70,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
     var canWrite = true
     /// The peer's FIN (or an error) has been signalled: reads must continue to EOF, never stop at a short read.
     var sawHangup = false
+    /// EPOLLHUP/EPOLLERR seen (the peer is gone both ways, or reset): a request waiting on the cache gives up.
+    var peerGone: UInt32 = 0
     private var pumping = false
     private var pumpAgain = false
 
@@ -135,6 +139,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { canRead = true }
         if events & (Events.readHangup | Events.hangup | Events.error) != 0 { sawHangup = true }
         if events & (Events.writable | Events.error | Events.hangup) != 0 { canWrite = true }
+        peerGone |= events & (Events.hangup | Events.error)
         pump()
     }
 
@@ -214,6 +219,10 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
                 if !proxyStep() { return }
             case .sendingLocal:
                 if !flushLocal() { return }
+            case .awaitingCache:
+                // The answer comes from cacheWake (or the collapse timeout); a client that is gone ends the wait.
+                if peerGone != 0 { close() }
+                return
             case .tunnel:
                 tunnel?.step()
                 return
@@ -237,6 +246,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             let rt = exchange?.plan?.route.upstream.config.responseTimeout ?? 60_000
             return lastActivity + ((exchange?.response.headDone ?? false) ? max(rt, b.idleTimeout) : rt)
         case .sendingLocal: return lastActivity + b.idleTimeout
+        case .awaitingCache: return phaseStart + (exchange?.cache.route?.config.collapseTimeout ?? 0)
         case .tunnel: return lastActivity + b.tunnelIdleTimeout
         case .closed: return Int64.max
         }
@@ -275,6 +285,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             upstreamFailed(.responseTimeout)
         case .sendingLocal:
             close()
+        case .awaitingCache:
+            cacheWaitTimedOut()
         case .tunnel:
             log.debug("tunnel \(clientText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
             close()

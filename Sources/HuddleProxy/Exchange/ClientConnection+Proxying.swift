@@ -245,6 +245,11 @@ extension ClientConnection {
             return
         }
         let framing = x.response.head.bodyFraming(requestMethod: x.method)
+        // Cached routes: the same steps, plus storing the response and X-Cache (ClientConnection+Cache.swift).
+        if x.cache.route != nil {
+            cacheResponseHead(x, status: status, framing: framing)
+            return
+        }
         // gzip server blocks only: decided once, here; the plain path never looks at it again.
         let gzip = x.gzip.flatMap { gzipHeadEdit(x, $0, status: status, framing: framing) }
         let plan = ResponsePlan.make(status: status, framing: framing,
@@ -275,7 +280,7 @@ extension ClientConnection {
         return i >= 0 && i != plan.stickyServer ? sticky.setCookieLine(server: i) : nil
     }
 
-    private func responseBodyMalformed(_ x: Exchange<Net>, _ e: HTTPParseError) {
+    func responseBodyMalformed(_ x: Exchange<Net>, _ e: HTTPParseError) {
         log.error("server \(x.upstream.server?.addressText ?? "-"): bad chunked response body: \(e); closing")
         upstreamFailed(.badResponse("\(e)"))
     }
@@ -283,6 +288,7 @@ extension ClientConnection {
     /// The response is complete: the backend connection goes back to the pool if it can carry another exchange, the
     /// server counts the request as served, and the client connection goes on or closes.
     private func finishExchange(_ x: Exchange<Net>) {
+        if x.response.fill != nil { cacheCommit(x) }
         if let s = x.upstream.server {
             // Passive health: a 5xx counts as the server failing only where the upstream says so (on_5xx=on).
             if x.response.status >= 500, x.plan?.route.upstream.config.passiveHealth?.on5xx == true {

@@ -25,6 +25,8 @@ final class Exchange<Net: Network> {
     var request = RequestBodyRelay()
     var response = ResponseRelay()
     var upstream = UpstreamAttempt<Net>()
+    /// Cached routes only: the request's part in the route's cache (Cache/CacheExchange.swift).
+    var cache = CacheExchange()
     /// The server of the latest attempt, for the access log (the claim on it ends before the log line is written).
     var servedBy: ServerRuntime?
 
@@ -59,6 +61,7 @@ final class Exchange<Net: Network> {
         request.reset()
         response.reset()
         upstream.reset()
+        cache.reset()
         servedBy = nil
         logFields = RequestLogFields()
         startNs = 0
@@ -68,7 +71,8 @@ final class Exchange<Net: Network> {
 
     /// Nothing held: what an exchange must look like when it goes back to the pool.
     var holdsNothing: Bool {
-        request.head == nil && response.input == nil && response.output == nil && response.gzip == nil && !upstream.holdsAnything
+        request.head == nil && response.input == nil && response.output == nil && response.gzip == nil && response.fill == nil
+            && response.cached == nil && !upstream.holdsAnything && !cache.holdsAnything
     }
 }
 

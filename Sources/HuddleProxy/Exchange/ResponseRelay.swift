@@ -33,6 +33,13 @@ struct ResponseRelay: ~Copyable {
     var backendDrained = false
     /// gzip: body bytes this connection may still compress before it lets the worker's other connections run.
     var turnBudget = 0
+    /// Cached routes: the response being stored as it passes (body bytes are copied in as they are classified); nil
+    /// otherwise, and once it turned out too large.
+    var fill: CacheFill?
+    /// An answer from the cache: the stored entry whose body is sent after `output` (the head), and how far.
+    var cached: CacheRead?
+    var cachedSent = 0
+    var cachedEnd = 0
 
     mutating func reset() {
         parser.reset()
@@ -44,6 +51,9 @@ struct ResponseRelay: ~Copyable {
         status = 0
         bytesSent = 0
         started = false
+        cached = nil
+        cachedSent = 0
+        cachedEnd = 0
     }
 
     /// A new backend connection: nothing of an earlier attempt's response counts.
@@ -60,6 +70,7 @@ struct ResponseRelay: ~Copyable {
         closeClient = false
         gzip = nil
         backendDrained = false
+        fill = nil
     }
 
     var outputLeft: Int { output.readableCountOrZero }
@@ -167,7 +178,45 @@ struct ResponseRelay: ~Copyable {
         }
         // Bytes after the response: a misbehaving server. Its connection is not reused.
         if bodyDone && avail > bodyReady { upstreamReusable = false }
+        // Cached routes: the body is copied into the fill on its way (a fill that cannot take it is dropped, which
+        // stores nothing and releases its waiters).
+        if fill != nil && bodyReady > 0 && !fill.unwrapped.append(UnsafeRawBufferPointer(start: input.unwrapped.readPointer, count: bodyReady)) {
+            fill = nil
+        }
         return nil
+    }
+
+    /// Inserts a header line (ending in CRLF) before the empty line that ends the head in `output`.
+    mutating func insertField(_ line: StaticString) {
+        guard output != nil, output.unwrapped.writeIndex >= 2, output.unwrapped.writableCount >= line.utf8CodeUnitCount else { return }
+        output.unwrapped.writeIndex -= 2
+        output.unwrapped.append(line)
+        output.unwrapped.append("\r\n")
+    }
+
+    /// Bytes of a cached body not yet written.
+    var cachedLeft: Int { cachedEnd - cachedSent }
+
+    /// Writes a local or cached answer: the head in `output`, then the stored body, in one call.
+    mutating func writeLocal<T: Transport>(to stream: T) throws(Errno) -> IOResult<Int> {
+        let h = outputLeft
+        let b = cachedLeft
+        let r: IOResult<Int>
+        if b == 0 {
+            r = try stream.write(output.unwrapped.readPointer, h)
+        } else {
+            r = try stream.writev(h > 0 ? UnsafeRawPointer(output.unwrapped.readPointer) : nil, h,
+                                  UnsafeRawPointer(cached.unwrapped.entry.body.unsafelyUnwrapped + cachedSent), b)
+        }
+        if case .done(var w) = r {
+            if h > 0 {
+                let n = min(w, h)
+                output.unwrapped.readIndex += n
+                w -= n
+            }
+            cachedSent += w
+        }
+        return r
     }
 
     /// Writes the pending head bytes and ready body bytes to the client in one call.

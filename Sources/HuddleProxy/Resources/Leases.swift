@@ -61,6 +61,12 @@ final class LoopCounters {
     var clientConnections = 0
     var upstreamConnections = 0
     var tunnels = 0
+    /// Cache tokens (Cache/CacheTokens.swift): stored entries being sent or kept for stale-if-error, requests waiting
+    /// for a collapsed fill, fills led, responses being stored.
+    var cacheReads = 0
+    var cacheWaits = 0
+    var cacheLeads = 0
+    var cacheFills = 0
 }
 
 /// One unit of a `LoopCounters` gauge, held by the object it counts.

@@ -209,6 +209,16 @@ public struct RouteRuntime: Sendable {
     public let upstream: UpstreamRuntime
     /// The route's token buckets (`rate_limit`); nil when it has none.
     public let rateLimit: RateLimiter?
+    /// The route's response cache; nil when the route has no `cache`.
+    public let cache: RouteCache?
+
+    init(prefix: [UInt8], config: RouteConfig, upstream: UpstreamRuntime, rateLimit: RateLimiter? = nil, cache: RouteCache? = nil) {
+        self.prefix = prefix
+        self.config = config
+        self.upstream = upstream
+        self.rateLimit = rateLimit
+        self.cache = cache
+    }
 }
 
 public final class ServerBlockRuntime: Sendable {
@@ -302,6 +312,9 @@ public final class RuntimeConfig: Sendable {
         return b
     }
 
+    /// Every cached route's cache, in config order (a prefix may appear once per server block).
+    public var routeCaches: [RouteCache] { serverBlocks.flatMap { $0.routes.compactMap(\.cache) } }
+
     /// Builds a snapshot, reusing server objects (and their counters) and group tables from `previous` where identities match.
     /// `resolve` lines become the servers in `discovered` (by `DiscoveryKey`); servers that drop out go to `archive`,
     /// and one that comes back with the same identity and address is taken from there. `sameConfig` (a discovery
@@ -317,7 +330,8 @@ public final class RuntimeConfig: Sendable {
         let stickyProcessKey = previous?.stickyProcessKey ?? randomStickyKey()
         let nowNs = Sys.monotonicNs()
         // One statistics shard per worker (up to 16): a worker's counters never share a cache line with another's.
-        let shards = min(16, max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        let workerCount = max(1, config.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let shards = min(16, workerCount)
         var nextUID = max((previous?.upstreams.flatMap(\.servers).map(\.uid).max() ?? -1) + 1, archive?.nextUID ?? 0)
         var ups: [UpstreamRuntime] = []
         for (i, written) in config.upstreams.enumerated() {
@@ -403,7 +417,14 @@ public final class RuntimeConfig: Sendable {
                     }
                     limiter = kept.flatMap { sameLimit($0.config, rl) ? $0 : nil } ?? RateLimiter(config: rl, route: r.prefix, nowNs: nowNs)
                 }
-                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u, rateLimit: limiter))
+                                var cache: RouteCache? = nil
+                if let c = r.cache {
+                    // The same route (block and prefix) with the same cache settings keeps its stored responses.
+                    let old = previous.flatMap { p in bi < p.serverBlocks.count ? p.serverBlocks[bi].routes.first { $0.config.prefix == r.prefix }?.cache : nil }
+                    cache = old.flatMap { $0.canServe(c, workers: workerCount) ? $0 : nil }
+                        ?? RouteCache(config: c, route: r.prefix, workers: workerCount, statShards: shards)
+                }
+                routes.append(RouteRuntime(prefix: Array(r.prefix.utf8), config: r, upstream: u, rateLimit: limiter, cache: cache))
             }
             routes.sort { $0.prefix.count > $1.prefix.count }
             if sameConfig, let p = previous?.serverBlocks[bi] {

@@ -34,6 +34,7 @@ extension ClientConnection {
             } else {
                 // Nothing to try: every server is down, ejected, draining or disabled. Say when to come back, and log it
                 // at most once a second per upstream (a flood of clients would otherwise flood the log).
+                if x.cache.route != nil && cacheBackendFailed(x) { return }
                 let retryAfter = u.retryAfterSeconds(nowMs: loop.now)
                 if u.shouldLogNoServer(nowMs: loop.now) {
                     log.error("upstream \(u.name): no server can take traffic (\(u.stateSummary)); answering 503 with Retry-After: \(retryAfter)")
@@ -163,6 +164,8 @@ extension ClientConnection {
     /// Answers a failed exchange locally, keeping the client connection when its request was fully read.
     func failExchange(status: Int, message: String) {
         guard let x = exchange else { return }
+        // Cached routes: a stale response may answer instead (stale-if-error).
+        if x.cache.route != nil && cacheBackendFailed(x) { return }
         let mustClose = !x.request.done || x.request.sentAny
         answerLocally(status: status, message: message, close: mustClose)
     }

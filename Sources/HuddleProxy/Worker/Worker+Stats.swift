@@ -7,7 +7,9 @@ extension Worker {
                                         buffersInUse: loop.buffers.outstanding + gzipBuffers.outstanding,
                                         buffersCached: loop.buffers.cachedCount + gzipBuffers.cachedCount,
                                         pipesInUse: loop.pipes.outstanding, pipesCached: loop.pipes.cachedCount,
-                                        gzipStreamsInUse: gzipStreams.outstanding, gzipStreamsCached: gzipStreams.cachedCount),
+                                        gzipStreamsInUse: gzipStreams.outstanding, gzipStreamsCached: gzipStreams.cachedCount,
+                                        cacheReads: counters.cacheReads, cacheWaiters: counters.cacheWaits,
+                                        cacheLeads: counters.cacheLeads, cacheFills: counters.cacheFills),
                           atMs: loop.now, shuttingDown: shuttingDown)
     }
 }

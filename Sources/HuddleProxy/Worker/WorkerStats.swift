@@ -20,10 +20,16 @@ public struct WorkerFigures: Sendable, Equatable {
     /// zlib deflate streams lent to responses being compressed (0 at rest), and reset ones kept for reuse.
     public var gzipStreamsInUse = 0
     public var gzipStreamsCached = 0
+    /// Cache: stored entries being sent (or kept for stale-if-error), requests waiting for a collapsed fill, fills led
+    /// (backend requests others may wait on), responses being stored as they arrive. All 0 at rest.
+    public var cacheReads = 0
+    public var cacheWaiters = 0
+    public var cacheLeads = 0
+    public var cacheFills = 0
 
     public init(sessions: Int = 0, tunnels: Int = 0, upstreamConnections: Int = 0, buffersInUse: Int = 0,
                 buffersCached: Int = 0, pipesInUse: Int = 0, pipesCached: Int = 0, gzipStreamsInUse: Int = 0,
-                gzipStreamsCached: Int = 0) {
+                gzipStreamsCached: Int = 0, cacheReads: Int = 0, cacheWaiters: Int = 0, cacheLeads: Int = 0, cacheFills: Int = 0) {
         self.sessions = sessions
         self.tunnels = tunnels
         self.upstreamConnections = upstreamConnections
@@ -33,6 +39,10 @@ public struct WorkerFigures: Sendable, Equatable {
         self.pipesCached = pipesCached
         self.gzipStreamsInUse = gzipStreamsInUse
         self.gzipStreamsCached = gzipStreamsCached
+        self.cacheReads = cacheReads
+        self.cacheWaiters = cacheWaiters
+        self.cacheLeads = cacheLeads
+        self.cacheFills = cacheFills
     }
 }
 
@@ -78,6 +88,10 @@ struct PublishedFigures: ~Copyable, Sendable {
     let pipesCached = Atomic<Int>(0)
     let gzipStreamsInUse = Atomic<Int>(0)
     let gzipStreamsCached = Atomic<Int>(0)
+    let cacheReads = Atomic<Int>(0)
+    let cacheWaiters = Atomic<Int>(0)
+    let cacheLeads = Atomic<Int>(0)
+    let cacheFills = Atomic<Int>(0)
 
     func store(_ f: WorkerFigures, atMs t: Int64) {
         atMs.store(t, ordering: .relaxed)
@@ -90,6 +104,10 @@ struct PublishedFigures: ~Copyable, Sendable {
         pipesCached.store(f.pipesCached, ordering: .relaxed)
         gzipStreamsInUse.store(f.gzipStreamsInUse, ordering: .relaxed)
         gzipStreamsCached.store(f.gzipStreamsCached, ordering: .relaxed)
+        cacheReads.store(f.cacheReads, ordering: .relaxed)
+        cacheWaiters.store(f.cacheWaiters, ordering: .relaxed)
+        cacheLeads.store(f.cacheLeads, ordering: .relaxed)
+        cacheFills.store(f.cacheFills, ordering: .relaxed)
     }
 
     func load() -> (figures: WorkerFigures, publishedAtMs: Int64) {
@@ -98,7 +116,9 @@ struct PublishedFigures: ~Copyable, Sendable {
                        buffersInUse: buffersInUse.load(ordering: .relaxed), buffersCached: buffersCached.load(ordering: .relaxed),
                        pipesInUse: pipesInUse.load(ordering: .relaxed), pipesCached: pipesCached.load(ordering: .relaxed),
                        gzipStreamsInUse: gzipStreamsInUse.load(ordering: .relaxed),
-                       gzipStreamsCached: gzipStreamsCached.load(ordering: .relaxed)),
+                       gzipStreamsCached: gzipStreamsCached.load(ordering: .relaxed),
+                       cacheReads: cacheReads.load(ordering: .relaxed), cacheWaiters: cacheWaiters.load(ordering: .relaxed),
+                       cacheLeads: cacheLeads.load(ordering: .relaxed), cacheFills: cacheFills.load(ordering: .relaxed)),
          atMs.load(ordering: .relaxed))
     }
 }

@@ -17,6 +17,16 @@ With --proxy-protocol every connection must start with a PROXY protocol header (
 proxy-protocol.txt), read by its own small parser: the header is recorded in RECORD_DIR/conn-NNNNNN.proxy (JSON:
 version, command, family, src, dst, sport, dport as far as present) and under "proxy" in each request's summary; a
 connection without a valid header gets its error recorded there and is closed unanswered.
+
+Response controls (for the cache tests), as query parameters of the target; without any, nothing changes:
+  _h=Name:Value   add a response header line (repeatable; percent-encoded as form data)
+  _status=N       answer with status N
+  _size=N         a body of N bytes (byte i is i % 251) instead of the JSON summary
+  _delay=MS       wait that long before answering
+  _chunked=1      send the body chunked (in pieces of at most 4 KiB)
+A controlled answer carries "X-Serial: N", a count of the controlled answers so far (1, 2, ...), so a test can tell a
+response the backend sent now from one it sent before. POST /__fail?status=N (with no body) makes every later request
+(controlled or not, /__fail excepted) answer N with an empty body until POST /__fail?status=0; it answers 204.
 """
 import argparse
 import asyncio
@@ -25,6 +35,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 
 TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 VERSION = re.compile(rb"^HTTP/1\.[01]$")
@@ -264,6 +275,66 @@ def text(b):
     return b.decode("latin-1")
 
 
+STATE = {"serial": 0, "fail": 0}
+CONTROLS = ("_h", "_status", "_size", "_delay", "_chunked")
+
+
+def controls(target):
+    """The response controls in the target's query, or None when it has none."""
+    t = text(target)
+    if "?" not in t:
+        return None
+    pairs = urllib.parse.parse_qsl(t.split("?", 1)[1], keep_blank_values=True)
+    found = [(k, v) for k, v in pairs if k in CONTROLS]
+    return found or None
+
+
+async def controlled_answer(writer, method, ctl, persist):
+    STATE["serial"] += 1
+    status = 200
+    size = None
+    delay = 0
+    chunked = False
+    extra = b""
+    for k, v in ctl:
+        if k == "_h":
+            name, _, value = v.partition(":")
+            extra += name.strip().encode("latin-1") + b": " + value.strip().encode("latin-1") + b"\r\n"
+        elif k == "_status":
+            status = int(v)
+        elif k == "_size":
+            size = int(v)
+        elif k == "_delay":
+            delay = int(v)
+        elif k == "_chunked":
+            chunked = v == "1"
+    if delay:
+        await asyncio.sleep(delay / 1000)
+    if size is None:
+        body = ("serial %d\n" % STATE["serial"]).encode()
+    else:
+        pattern = bytes(i % 251 for i in range(251))
+        body = (pattern * (size // 251 + 1))[:size]
+    if method == b"HEAD" or status in (204, 304):
+        body_out = b""
+    else:
+        body_out = body
+    head = b"HTTP/1.1 " + str(status).encode() + b" X\r\nX-Serial: " + str(STATE["serial"]).encode() + b"\r\n" + extra
+    if not persist:
+        head += b"Connection: close\r\n"
+    if status in (204, 304):
+        writer.write(head + b"\r\n")
+    elif chunked:
+        writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(body_out), 4096):
+            piece = body_out[i:i + 4096]
+            writer.write(("%x\r\n" % len(piece)).encode() + piece + b"\r\n")
+        writer.write(b"0\r\n\r\n")
+    else:
+        writer.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body_out)
+    await writer.drain()
+
+
 async def handle(reader, writer, recorder, proxy_protocol):
     cid = recorder.new_connection()
     c = Conn(reader, recorder, cid)
@@ -309,7 +380,18 @@ async def handle(reader, writer, recorder, proxy_protocol):
             persist = keep_alive(version, headers)
             connection = b"" if persist else b"Connection: close\r\n"
             m = re.search(rb"/stream/([0-9]+)$", target)
-            if m and method == b"GET":
+            ctl = controls(target)
+            if target.startswith(b"/__fail"):
+                q = urllib.parse.parse_qs(text(target).partition("?")[2])
+                STATE["fail"] = int(q.get("status", ["0"])[0])
+                writer.write(b"HTTP/1.1 204 No Content\r\n" + connection + b"\r\n")
+                await writer.drain()
+            elif STATE["fail"]:
+                writer.write(b"HTTP/1.1 " + str(STATE["fail"]).encode() + b" Failing\r\nContent-Length: 0\r\n" + connection + b"\r\n")
+                await writer.drain()
+            elif ctl is not None:
+                await controlled_answer(writer, method, ctl, persist)
+            elif m and method == b"GET":
                 n = int(m.group(1))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
                              + str(n).encode() + b"\r\n" + connection + b"\r\n")
