@@ -1,4 +1,5 @@
-# lib.sh: shared setup for http.sh and ws.sh (tools, process start/stop, proxy configs, /proc sampling).
+# lib.sh: shared setup for http.sh and ws.sh (tools, process start/stop, proxy configs, TLS certificates and checks,
+# /proc sampling).
 # Sourced, not run. Everything started here is recorded in STARTED_PIDS and killed by bench_cleanup.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,8 +17,14 @@ DURATION=${DURATION:-10}
 HAPROXY_BIN=${HAPROXY_BIN:-$(command -v haproxy || echo /usr/sbin/haproxy)}
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 CLK_TCK=$(getconf CLK_TCK)
+# TLS=1: the proxies terminate TLS (same ECDSA P-256 certificate, TLS 1.2 and 1.3, session cache and tickets on);
+# the backends stay plain HTTP. TLS_NAME is the certificate's name (SNI), resolved to 127.0.0.1 by the clients.
+TLS=${TLS:-0}
+TLS_NAME=${TLS_NAME:-bench.huddle.test}
+LIBCRYPTO=${LIBCRYPTO:-$(ldconfig -p 2>/dev/null | awk '/libcrypto\.so\.3 / && /x86-64/ {print $NF; exit}')}
 
 STARTED_PIDS=()
+PROBES_MADE=()   # uprobe events this run created (perf probe); deleted by bench_cleanup
 declare -A PROXY_PID PROXY_PORT
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -166,6 +173,7 @@ bench_cleanup() {
     done
     for p in "${all[@]}"; do [ -d "/proc/$p" ] && kill -KILL "$p" 2>/dev/null; done
     wait 2>/dev/null
+    for p in "${PROBES_MADE[@]}"; do perf probe -q -d "$p" >/dev/null 2>&1 || true; done
     exit $rc
 }
 
@@ -173,6 +181,12 @@ bench_cleanup() {
 bench_start_backends() {
     local base=$1 i
     BACKEND_PORTS=() BACKEND_PIDS=()
+    # Someone else's server on one of our ports would be measured instead of ours: refuse to start.
+    for i in $(seq 1 "$BACKENDS") 81 82 83; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$((base + i))") 2>/dev/null; then
+            die "port $((base + i)) is already in use (another benchmark?); set BASE_PORT to a free range"
+        fi
+    done
     for i in $(seq 1 "$BACKENDS"); do
         BACKEND_PORTS+=($((base + i)))
         # shellcheck disable=SC2086
@@ -186,6 +200,7 @@ bench_start_backends() {
 bench_write_configs() {
     local mode=$1 ph=$2 pa=$3 pn=$4 maxconn=${5:-4000} p i
     PROXY_PORT[huddle]=$ph; PROXY_PORT[haproxy]=$pa; PROXY_PORT[nginx]=$pn
+    if [ "$TLS" = 1 ]; then [ -n "${TLS_DIR:-}" ] || die "TLS=1: bench_make_cert must run before bench_write_configs"; fi
     local nofile; nofile=$(ulimit -n)
 
     {
@@ -200,7 +215,15 @@ bench_write_configs() {
         for p in "${BACKEND_PORTS[@]}"; do echo "    server 127.0.0.1:$p;"; done
         echo "}"
         echo "server {"
-        echo "    listen 127.0.0.1:$ph;"
+        if [ "$TLS" = 1 ]; then
+            # The session cache (20,000 sessions) and tickets (rotating keys, 2 per TLS 1.3 handshake) are always on.
+            echo "    listen 127.0.0.1:$ph tls;"
+            echo "    tls_certificate $TLS_DIR/leaf.pem;"
+            echo "    tls_certificate_key $TLS_DIR/leaf.key;"
+            echo "    tls_protocols TLSv1.2 TLSv1.3;"
+        else
+            echo "    listen 127.0.0.1:$ph;"
+        fi
         if [ "$mode" = ws ]; then
             echo "    tunnel_idle_timeout 1h;"
             echo "    route /ws/ { upstream b; group_key path 2; }"
@@ -214,6 +237,8 @@ bench_write_configs() {
         echo "global"
         echo "    nbthread 1"
         echo "    maxconn $maxconn"
+        # TLS 1.2 and 1.3; the session cache (tune.ssl.cachesize 20000) and tickets are on by default.
+        [ "$TLS" = 1 ] && echo "    ssl-default-bind-options ssl-min-ver TLSv1.2"
         echo "defaults"
         echo "    mode http"
         echo "    maxconn $maxconn"
@@ -224,7 +249,11 @@ bench_write_configs() {
         echo "    option http-keep-alive"
         echo "    http-reuse always"
         echo "frontend fe"
-        echo "    bind 127.0.0.1:$pa"
+        if [ "$TLS" = 1 ]; then
+            echo "    bind 127.0.0.1:$pa ssl crt $TLS_DIR/leaf-with-key.pem alpn http/1.1"
+        else
+            echo "    bind 127.0.0.1:$pa"
+        fi
         echo "    default_backend be"
         echo "backend be"
         echo "    balance roundrobin"
@@ -257,7 +286,16 @@ bench_write_configs() {
         echo "        keepalive_requests 1000000;"
         echo "    }"
         echo "    server {"
-        echo "        listen 127.0.0.1:$pn;"
+        if [ "$TLS" = 1 ]; then
+            echo "        listen 127.0.0.1:$pn ssl;"
+            echo "        ssl_certificate $TLS_DIR/leaf.pem;"
+            echo "        ssl_certificate_key $TLS_DIR/leaf.key;"
+            echo "        ssl_protocols TLSv1.2 TLSv1.3;"
+            echo "        ssl_session_cache shared:SSL:10m;"
+            echo "        ssl_session_tickets on;"
+        else
+            echo "        listen 127.0.0.1:$pn;"
+        fi
         echo "        location / {"
         echo "            proxy_pass http://b;"
         echo "            proxy_http_version 1.1;"
@@ -396,8 +434,10 @@ perf_tracepoints_work() {
 conn_count_start() {
     local pids
     pids=$(proc_tree "${PROXY_PID[$1]}" | paste -sd, -)
+    local extra=()
+    [ -n "${SIGN_PROBE:-}" ] && extra=(-e "$SIGN_PROBE")
     perf stat -x, -o "$2" -e syscalls:sys_exit_accept4 --filter 'ret >= 0' -e syscalls:sys_exit_accept --filter 'ret >= 0' \
-        -e syscalls:sys_enter_connect -p "$pids" >/dev/null 2>&1 &
+        -e syscalls:sys_enter_connect "${extra[@]}" -p "$pids" >/dev/null 2>&1 &
     COUNT_PID=$!
     STARTED_PIDS+=("$COUNT_PID")
     sleep 0.3 # perf attaches asynchronously
@@ -419,11 +459,138 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 # ratio A B: A/B with two decimals, or "-" when B is zero or missing.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 == 0) print "-"; else printf "%.2f", a/b}'; }
 
-# Compiles wsbench.c into $OUT (cheap; keeps the binary next to the results it produced).
+# Compiles wsbench.c into $OUT (cheap; keeps the binary next to the results it produced); with TLS=1 with OpenSSL
+# (libssl-dev), for wss://.
 bench_build_wsbench() {
     command -v gcc >/dev/null || die "gcc is needed to build wsbench"
-    gcc -O2 -o "$OUT/wsbench" "$HERE/wsbench.c" || die "compiling wsbench.c failed"
+    if [ "$TLS" = 1 ]; then
+        gcc -O2 -DWSBENCH_TLS -o "$OUT/wsbench" "$HERE/wsbench.c" -lssl -lcrypto || die "compiling wsbench.c with TLS failed (libssl-dev?)"
+    else
+        gcc -O2 -o "$OUT/wsbench" "$HERE/wsbench.c" || die "compiling wsbench.c failed"
+    fi
     WSBENCH=$OUT/wsbench
+}
+
+# Compiles hsbench.c (the full-handshake HTTPS client) into $OUT.
+bench_build_hsbench() {
+    command -v gcc >/dev/null || die "gcc is needed to build hsbench"
+    gcc -O2 -o "$OUT/hsbench" "$HERE/hsbench.c" -lssl -lcrypto || die "compiling hsbench.c failed (libssl-dev?)"
+    HSBENCH=$OUT/hsbench
+}
+
+# ---- TLS ----
+
+# bench_make_cert: a fresh CA and an ECDSA P-256 leaf certificate for TLS_NAME (subjectAltName DNS), signed by it,
+# made with the openssl CLI in $OUT/tls; every proxy serves this leaf (no chain: the CA is the clients' trust anchor).
+# HAProxy wants certificate and key in one file (leaf-with-key.pem).
+bench_make_cert() {
+    command -v openssl >/dev/null || die "the openssl CLI is needed for TLS=1"
+    TLS_DIR=$OUT/tls
+    mkdir -p "$TLS_DIR"
+    (
+        set -e
+        cd "$TLS_DIR"
+        openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+        openssl req -x509 -new -key ca.key -sha256 -days 7 -subj "/CN=Huddle benchmark CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem
+        openssl ecparam -name prime256v1 -genkey -noout -out leaf.key
+        openssl req -new -key leaf.key -subj "/CN=$TLS_NAME" -out leaf.csr
+        printf 'subjectAltName=DNS:%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
+            "$TLS_NAME" >leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 -sha256 -extfile leaf.ext -out leaf.pem
+        cat leaf.pem leaf.key >leaf-with-key.pem
+        chmod 600 ca.key leaf.key leaf-with-key.pem
+        openssl verify -CAfile ca.pem leaf.pem
+    ) >"$TLS_DIR/openssl.log" 2>&1 || die "making the test certificate failed; see $TLS_DIR/openssl.log"
+    TLS_FPR=$(openssl x509 -in "$TLS_DIR/leaf.pem" -noout -fingerprint -sha256 | sed 's/.*=//')
+    log "TLS: CA + ECDSA P-256 leaf for $TLS_NAME in $TLS_DIR (sha256 $TLS_FPR)"
+}
+
+# s_client PORT OUTFILE ARGS...: one openssl s_client connection to a proxy (stdin: what to send), bounded in time.
+s_client() {
+    local port=$1 out=$2
+    shift 2
+    timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername "$TLS_NAME" "$@" >"$out" 2>&1
+}
+
+# bench_check_tls: checks that every proxy terminates TLS alike before anything is timed, and records what each
+# negotiates (TLS_CHECK_TSV, shown above the tables): the certificate served (its SHA-256 fingerprint must be ours, its
+# chain must verify against our CA for TLS_NAME), version, cipher, key-exchange group and ALPN with a default
+# client; that TLS 1.2 is accepted and TLS 1.1 refused; and that sessions resume (TLS 1.3 ticket; TLS 1.2 ticket; TLS
+# 1.2 session ID, i.e. the server-side session cache), so that cache and tickets are on in all three; and whether the
+# proxy ends a "Connection: close" response with a TLS close_notify (else OpenSSL 3 clients see "unexpected eof").
+bench_check_tls() {
+    local px port d=$OUT/tls-check f fpr ver cipher group alpn v12 v11 r13 r12t r12c cn
+    mkdir -p "$d"
+    TLS_CHECK_TSV=$OUT/tls-check.tsv
+    printf 'proxy\tcert_ok\tversion\tcipher\tgroup\talpn\ttls1.2\ttls1.1\tresume_1.3_ticket\tresume_1.2_ticket\tresume_1.2_session_id\tclose_notify\n' >"$TLS_CHECK_TSV"
+    for px in $PROXIES; do
+        port=${PROXY_PORT[$px]}
+        f=$d/$px
+        s_client "$port" "$f-default.txt" -CAfile "$TLS_DIR/ca.pem" -verify_return_error -verify_hostname "$TLS_NAME" \
+            -alpn http/1.1 -showcerts </dev/null || die "$px: TLS handshake with certificate verification failed: $(tail -3 "$f-default.txt")"
+        fpr=$(openssl x509 -noout -fingerprint -sha256 <"$f-default.txt" 2>/dev/null | sed 's/.*=//')
+        [ "$fpr" = "$TLS_FPR" ] || die "$px serves another certificate (sha256 $fpr)"
+        ver=$(awk '/^New, / {sub(/,$/, "", $2); print $2; exit}' "$f-default.txt")
+        cipher=$(awk '/^New, / {print $NF; exit}' "$f-default.txt")
+        group=$(awk -F': ' '/^Server Temp Key:/ {split($2, a, ","); print a[1]; exit}' "$f-default.txt")
+        alpn=$(awk -F': ' '/^ALPN protocol:/ {print $2; exit}' "$f-default.txt")
+        s_client "$port" "$f-tls12.txt" -tls1_2 </dev/null && v12=yes || v12=no
+        s_client "$port" "$f-tls11.txt" -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' </dev/null && v11=accepted || v11=refused
+        # Resumption: the first connection saves its session (for TLS 1.3 the tickets, which arrive after the
+        # handshake: a request is sent and the response read, so they are in), the second offers it. s_client's exit
+        # status is not used: it is 1 when the server closes without close_notify, which is checked separately.
+        resumes() { # resumes NAME ARGS...
+            local n=$1
+            shift
+            printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$TLS_NAME" |
+                s_client "$port" "$f-$n-1.txt" -ign_eof -sess_out "$f-$n.sess" "$@"
+            [ -s "$f-$n.sess" ] || return 1
+            printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$TLS_NAME" |
+                s_client "$port" "$f-$n-2.txt" -ign_eof -sess_in "$f-$n.sess" "$@"
+            grep -q '^Reused, ' "$f-$n-2.txt"
+        }
+        resumes tls13 -tls1_3 && r13=yes || r13=no
+        # s_client prints "closed" when it reads close_notify, and an "unexpected eof" error on a bare TCP close.
+        if grep -q '^closed$' "$f-tls13-1.txt"; then cn=yes
+        elif grep -q 'unexpected eof' "$f-tls13-1.txt"; then cn=no
+        else cn=unknown; fi
+        resumes tls12t -tls1_2 && r12t=yes || r12t=no
+        resumes tls12c -tls1_2 -no_ticket && r12c=yes || r12c=no
+        printf '%s\tyes\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$px" "$ver" "$cipher" "$group" "${alpn:--}" "$v12" "$v11" "$r13" "$r12t" "$r12c" "$cn" >>"$TLS_CHECK_TSV"
+        log "$px TLS: $ver $cipher $group ALPN ${alpn:--}; TLS 1.2 $v12, TLS 1.1 $v11; resumption: 1.3 ticket $r13, 1.2 ticket $r12t, 1.2 session id $r12c; close_notify after Connection: close: $cn"
+        [ "$v12" = yes ] && [ "$v11" = refused ] || die "$px does not accept exactly TLS 1.2 and 1.3; see $d"
+    done
+}
+
+# tls_check_table: the TLS_CHECK_TSV as an aligned table.
+tls_check_table() {
+    echo "TLS as negotiated with each proxy (openssl s_client; certificate: ECDSA P-256 for $TLS_NAME, sha256 ${TLS_FPR:0:23}...):"
+    column -t -s $'\t' "$TLS_CHECK_TSV"
+}
+
+# probe_add LIB SYMBOL EVENT: a uprobe named EVENT on the exported function SYMBOL of LIB (by address: by name, perf
+# also probes the library's own PLT entry for it and counts calls twice). Sets PROBE_EVENT to the event's full name
+# (empty, and status 1, when it could not be made). Not in $(...): PROBES_MADE must be this shell's.
+probe_add() {
+    local lib=$1 sym=$2 ev=$3 addr group
+    PROBE_EVENT=
+    addr=$(nm -D --defined-only "$lib" 2>/dev/null | awk -v s="$sym" '{n = $3; sub(/@.*/, "", n)} n == s {print $1; exit}')
+    [ -n "$addr" ] || return 1
+    group=probe_$(basename "$lib" | sed 's/\..*//; s/[^A-Za-z0-9_]/_/g')
+    perf probe -q -d "$group:$ev" >/dev/null 2>&1 || true
+    perf probe -q -x "$lib" -a "$ev=0x$addr" >/dev/null 2>&1 || return 1
+    PROBES_MADE+=("$group:$ev")
+    PROBE_EVENT=$group:$ev
+}
+
+# sign_probe_setup: a uprobe on libcrypto's ECDSA_do_sign_ex, which a TLS server calls once per full handshake with an
+# ECDSA certificate (the CertificateVerify / ServerKeyExchange signature) and never for a resumed one; counted in the
+# proxy's processes by conn_count_start, it is the server-side count of full handshakes. Sets SIGN_PROBE.
+sign_probe_setup() {
+    SIGN_PROBE=
+    if [ -n "$LIBCRYPTO" ] && [ -r "$LIBCRYPTO" ] && probe_add "$LIBCRYPTO" ECDSA_do_sign_ex bench_ecdsa_sign; then SIGN_PROBE=$PROBE_EVENT; fi
+    [ -n "$SIGN_PROBE" ] || log "warning: no uprobe on ECDSA_do_sign_ex (libcrypto.so.3, perf probe); full handshakes are not counted"
 }
 
 # One line for the results header: machine, kernel, versions, the commit being measured.
