@@ -100,12 +100,13 @@ run_client() {
 }
 
 # Over TLS with new connections, the warm-up also counts, on the server side, the full handshakes each proxy makes per
-# connection it accepts (a uprobe on the ECDSA signature a full handshake needs and a resumed one does not): 1.000 means
-# no connection resumed a session. Only here: a uprobe costs about 40 us per hit on this kind of VM (measured), which
+# connection it accepts and per request the client completed (a uprobe on the ECDSA signature a full handshake needs
+# and a resumed one does not): with hsbench both are about 1 (connections still in flight when the client stops make
+# the difference); with wrk in MODE=close, far below 1 (it resumes). Only here: a uprobe costs about 40 us per hit on this kind of VM (measured), which
 # would add to the proxies' CPU in the timed rounds. In the rounds, hsbench counts resumed handshakes itself (and fails
 # the run if there is one).
 HS_CHECK=$OUT/warmup-handshakes.tsv
-printf 'proxy\taccepted\tfull_handshakes\tfull_per_accept\n' >"$HS_CHECK"
+printf 'proxy\taccepted\trequests\tfull_handshakes\tfull_per_accept\tfull_per_request\n' >"$HS_CHECK"
 [ "$TLS" = 1 ] && [ "$COUNT_CONNS" = 1 ] && sign_probe_setup
 for px in $PROXIES; do
     if [ -n "${SIGN_PROBE:-}" ]; then
@@ -114,8 +115,10 @@ for px in $PROXIES; do
         conn_count_stop
         acc=$(($(perf_count "$OUT/warmup-$px.proxy-conns" syscalls:sys_exit_accept4) + $(perf_count "$OUT/warmup-$px.proxy-conns" syscalls:sys_exit_accept)))
         full=$(perf_count "$OUT/warmup-$px.proxy-conns" "$SIGN_PROBE")
-        printf '%s\t%s\t%s\t%s\n' "$px" "$acc" "$full" "$(awk -v a="$acc" -v f="$full" 'BEGIN {printf "%.3f", a ? f / a : 0}')" >>"$HS_CHECK"
-        log "warm-up $px: accepted $acc connections, made $full full TLS handshakes"
+        read -r _ _ _ wreq _ _ < <(parse_client <"$OUT/warmup-$px.txt")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$px" "$acc" "$wreq" "$full" "$(awk -v a="$acc" -v f="$full" 'BEGIN {printf "%.3f", a ? f / a : 0}')" \
+            "$(awk -v r="$wreq" -v f="$full" 'BEGIN {printf "%.3f", r ? f / r : 0}')" >>"$HS_CHECK"
+        log "warm-up $px: accepted $acc connections, completed $wreq requests, made $full full TLS handshakes"
     else
         run_client "$px" "$WARMUP" "$OUT/warmup-$px.txt"
     fi
@@ -123,7 +126,7 @@ done
 if [ -n "${SIGN_PROBE:-}" ]; then perf probe -q -d "$SIGN_PROBE" >/dev/null 2>&1 || true; SIGN_PROBE=; fi
 
 RESULTS=$OUT/runs.tsv
-printf 'round\tproxy\treq_per_s\tp50_ms\tp99_ms\tcpu_us_per_req\trequests\terrors\taccepts_per_req\tbackend_connects_per_req\tclient_connects_per_req\tresumed\tproxy_cpu_pct\tslot\tcpu0_other_pct\tcpu1_other_pct\n' >"$RESULTS"
+printf 'round\tproxy\treq_per_s\tp50_ms\tp99_ms\tcpu_us_per_req\trequests\terrors\taccepts_per_req\tbackend_connects_per_req\tclient_connects_per_req\tresumed\tproxy_cpu_pct\tclient_cpu_us_per_req\tslot\tcpu0_other_pct\tcpu1_other_pct\n' >"$RESULTS"
 read -r -a order <<<"$PROXIES"
 n=${#order[@]}
 for round in $(seq 1 "$ROUNDS"); do
@@ -144,6 +147,9 @@ for round in $(seq 1 "$ROUNDS"); do
         read -r rps p50 p99 req err resumed < <(parse_client <"$f.txt")
         cpu=$(awk -v d=$((after - before)) -v t="$CLK_TCK" -v r="$req" 'BEGIN {printf "%.2f", r ? d / t * 1e6 / r : 0}')
         # How busy the proxy was: its CPU time over the run's wall-clock time (100 = one CPU all the time).
+        # The client's CPU per request (wrk or hsbench; on LOAD_CPU with the backends): when it is the bottleneck, a
+        # proxy that costs the client less per request gets more req/s.
+        clicpu=$(awk -v d="$LOAD_TICKS" -v t="$CLK_TCK" -v r="$req" 'BEGIN {printf "%.2f", r ? d / t * 1e6 / r : 0}')
         busy=$(awk -v d=$((after - before)) -v t="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", (b > a) ? d / t / (b - a) * 100 : 0}')
         acc=- bconn=- wconn=-
         if [ "$COUNT_CONNS" = 1 ]; then
@@ -152,9 +158,9 @@ for round in $(seq 1 "$ROUNDS"); do
             bconn=$(per_req "$(perf_count "$f.proxy-conns" syscalls:sys_enter_connect)")
             wconn=$(per_req "$(perf_count "$f.wrk-conns" syscalls:sys_enter_connect)")
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$px" "$rps" "$p50" "$p99" "$cpu" "$req" "$err" \
-            "$acc" "$bconn" "$wconn" "$resumed" "$busy" $((k + 1)) "$NOISE0" "$NOISE1" >>"$RESULTS"
-        log "round $round $px: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, ${cpu}us CPU/req (proxy busy ${busy}%), $err errors; per request: $acc accepts, $bconn backend connects, $wconn client connects; $resumed resumed handshakes (client); other load: CPU $PROXY_CPU ${NOISE0}%, CPU $LOAD_CPU ${NOISE1}%"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$px" "$rps" "$p50" "$p99" "$cpu" "$req" "$err" \
+            "$acc" "$bconn" "$wconn" "$resumed" "$busy" "$clicpu" $((k + 1)) "$NOISE0" "$NOISE1" >>"$RESULTS"
+        log "round $round $px: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, ${cpu}us CPU/req (proxy busy ${busy}%; client ${clicpu}us CPU/req), $err errors; per request: $acc accepts, $bconn backend connects, $wconn client connects; $resumed resumed handshakes (client); other load: CPU $PROXY_CPU ${NOISE0}%, CPU $LOAD_CPU ${NOISE1}%"
     done
 done
 
@@ -284,8 +290,8 @@ if [ -n "$PROFILE" ]; then
     done
 fi
 
-LABELS="req/s p50_ms p99_ms cpu_us/req requests errors accepts/req bconn/req cliconn/req resumed busy% slot other0% other1%"
-FORMATS="%.0f %.3f %.3f %.2f %d %d %.3f %.3f %.3f %s %d %d %d %d"
+LABELS="req/s p50_ms p99_ms cpu_us/req requests errors accepts/req bconn/req cliconn/req resumed busy% cli_us/req slot other0% other1%"
+FORMATS="%.0f %.3f %.3f %.2f %d %d %.3f %.3f %.3f %s %d %.2f %d %d %d"
 {
     bench_info
     if [ "$MODE" = handshake ]; then
@@ -293,13 +299,13 @@ FORMATS="%.0f %.3f %.3f %.2f %d %d %.3f %.3f %.3f %s %d %d %d %d"
     else
         echo "${SCHEME^^} ($MODE): wrk -t1 -c$CONNS -d${DURATION}s${WRK_HEADER:+ -H 'Connection: close'} $SCHEME://, GET $REQUEST_PATH, $BACKENDS plain backends (kept alive), $ROUNDS rounds in rotated order"
     fi
-    echo "proxy on CPU $PROXY_CPU (1 worker), the client and backends on CPU $LOAD_CPU; slot = position in the round; busy% = the proxy's CPU time over the run's wall-clock time"
+    echo "proxy on CPU $PROXY_CPU (1 worker), the client and backends on CPU $LOAD_CPU; slot = position in the round; busy% = the proxy's CPU time over the run's wall-clock time; cli_us/req = the client's CPU per request"
     echo "accepts/req = client connections the proxy accepted, bconn/req = connections it opened to backends, cliconn/req = the client's connect() calls, per request (perf tracepoints; - = not counted); resumed = handshakes the client saw resumed (hsbench only)"
     echo "other0%/other1% = how busy CPU $PROXY_CPU / CPU $LOAD_CPU were with other processes (not the proxy under test / not the client and the backends) during the run"
     echo
     [ "$TLS" = 1 ] && { tls_check_table; echo; }
     if [ "$(wc -l <"$HS_CHECK")" -gt 1 ]; then
-        echo "Server side, during the ${WARMUP}s warm-up: connections accepted and full TLS handshakes made (ECDSA signatures, uprobe) by each proxy:"
+        echo "Server side, during the ${WARMUP}s warm-up: connections accepted, requests completed (client) and full TLS handshakes made (ECDSA signatures, uprobe) by each proxy:"
         column -t -s $'\t' "$HS_CHECK"
         echo
     fi
