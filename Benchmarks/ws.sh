@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # ws.sh: WebSocket benchmark of Huddle, HAProxy and nginx: (a) echo msgs/s and latency, paired per round, (b) proxy memory per idle tunnel.
-# Not for CI. Usage: Benchmarks/ws.sh   (env: ROUNDS DURATION WS_CONNS WS_SIZE IDLE_CONNS IDLE_RATE PARTS ...; see README.md)
+# TLS=1: wss:// -- the proxies terminate TLS (same ECDSA P-256 certificate, made here), wsbench speaks TLS, backends stay plain.
+# Not for CI. Usage: Benchmarks/ws.sh   (env: TLS ROUNDS DURATION WS_CONNS WS_SIZE IDLE_CONNS IDLE_RATE PARTS ...; see README.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 WS_CONNS=${WS_CONNS:-64}
 WS_SIZE=${WS_SIZE:-1024}
-IDLE_CONNS=${IDLE_CONNS:-9000}
+# Over TLS, fewer: the client holds a TLS session per connection too, and every connection costs a full handshake.
+if [ "${TLS:-0}" = 1 ]; then IDLE_CONNS=${IDLE_CONNS:-6000}; else IDLE_CONNS=${IDLE_CONNS:-9000}; fi
 IDLE_RATE=${IDLE_RATE:-1500}
 PARTS=${PARTS:-"echo idle"}
 BASE_PORT=${BASE_PORT:-18200}
@@ -14,6 +16,7 @@ BASE_PORT=${BASE_PORT:-18200}
 WS_PATH=${WS_PATH:-/ws/r%d/}
 
 bench_need_tools gcc
+[ "$TLS" = 1 ] && bench_need_tools openssl
 bench_check_huddle
 
 # Each idle tunnel holds 2 descriptors in the proxy (client side + backend side), 1 in wsbench and
@@ -30,18 +33,25 @@ if [[ " $PARTS " == *" idle "* ]]; then
     log "open-file limit $have: proxy needs $need, each of $BACKENDS backends about $per_backend (+ skew), wsbench $((IDLE_CONNS + 64))"
 fi
 
-OUT=$HERE/results/ws-$(date +%Y%m%d-%H%M%S)
+OUT=$HERE/results/ws$([ "$TLS" = 1 ] && echo s)-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 trap bench_cleanup EXIT INT TERM
 log "results in $OUT"
+[ "$TLS" = 1 ] && bench_make_cert
 bench_build_wsbench
+# wss://: every wsbench connection does a full TLS handshake (SNI TLS_NAME, no resumption) before the upgrade.
+WS_TLS=()
+[ "$TLS" = 1 ] && WS_TLS=(--tls --sni "$TLS_NAME")
 bench_start_backends "$BASE_PORT"
 bench_write_configs ws $((BASE_PORT + 81)) $((BASE_PORT + 82)) $((BASE_PORT + 83)) $((IDLE_CONNS + 500))
 bench_start_proxies
+[ "$TLS" = 1 ] && bench_check_tls
 
-# Each proxy must really upgrade and echo before anything is timed.
+# Each proxy must really upgrade and echo before anything is timed (over TLS: verifying its certificate).
 for px in $PROXIES; do
-    timeout 30 "$WSBENCH" --port "${PROXY_PORT[$px]}" --path "$WS_PATH" -c 4 -s "$WS_SIZE" -d 1 --warmup 0 \
+    check_tls=()
+    [ "$TLS" = 1 ] && check_tls=("${WS_TLS[@]}" --ca "$TLS_DIR/ca.pem")
+    timeout 30 "$WSBENCH" --port "${PROXY_PORT[$px]}" --path "$WS_PATH" "${check_tls[@]}" -c 4 -s "$WS_SIZE" -d 1 --warmup 0 \
         >"$OUT/check-$px.txt" 2>&1 || die "$px did not echo WebSocket messages: $(cat "$OUT/check-$px.txt")"
     log "$px on port ${PROXY_PORT[$px]}: $(cat "$OUT/check-$px.txt")"
 done
@@ -62,7 +72,7 @@ if [[ " $PARTS " == *" echo "* ]]; then
             noise_start "${PROXY_PID[$px]}"
             before=$(cpu_ticks "${PROXY_PID[$px]}")
             run_load "$f" taskset -c "$LOAD_CPU" timeout $((DURATION + 60)) "$WSBENCH" --port "${PROXY_PORT[$px]}" \
-                --path "$WS_PATH" -c "$WS_CONNS" -s "$WS_SIZE" -d "$DURATION" || die "wsbench against $px failed: $(cat "$f")"
+                --path "$WS_PATH" "${WS_TLS[@]}" -c "$WS_CONNS" -s "$WS_SIZE" -d "$DURATION" || die "wsbench against $px failed: $(cat "$f")"
             after=$(cpu_ticks "${PROXY_PID[$px]}")
             noise_stop "${PROXY_PID[$px]}"
             rate=$(field msgs_per_sec <"$f"); p50=$(field p50_us <"$f"); p99=$(field p99_us <"$f")
@@ -86,7 +96,7 @@ if [[ " $PARTS " == *" idle "* ]]; then
         # Opening it read-write first keeps either open from blocking; wsbench must not inherit our end.
         exec {IDLE_FIFO_FD}<>"$fifo"
         : >"$OUT/idle-$px.log"
-        taskset -c "$LOAD_CPU" "$WSBENCH" --port "${PROXY_PORT[$px]}" --path "$WS_PATH" --idle "$IDLE_CONNS" \
+        taskset -c "$LOAD_CPU" "$WSBENCH" --port "${PROXY_PORT[$px]}" --path "$WS_PATH" "${WS_TLS[@]}" --idle "$IDLE_CONNS" \
             --rate "$IDLE_RATE" --connect-timeout $((IDLE_CONNS / IDLE_RATE + 120)) --hold 900 \
             <"$fifo" {IDLE_FIFO_FD}>&- >"$OUT/idle-$px.log" 2>&1 &
         idle_pid=$!
@@ -120,6 +130,11 @@ fi
 
 {
     bench_info
+    if [ "$TLS" = 1 ]; then
+        echo "wss://: the proxies terminate TLS; wsbench does a full TLS 1.3 handshake per connection; backends are plain ws://"
+        tls_check_table
+        echo
+    fi
     if [[ " $PARTS " == *" echo "* ]]; then
         echo "WebSocket echo: $WS_CONNS connections, $WS_SIZE-byte messages, closed loop, ${DURATION}s, $ROUNDS rounds in rotated order"
         echo "proxy on CPU $PROXY_CPU (1 worker), wsbench and $BACKENDS backends on CPU $LOAD_CPU; slot = position in the round"

@@ -8,7 +8,11 @@
  * (101 and the right Sec-WebSocket-Accept), prints "ready N", and holds them (answering pings)
  * until stdin reaches EOF or --hold seconds pass.
  *
- * Build: gcc -O2 -o wsbench wsbench.c
+ * --tls (wss://): every connection first does a TLS handshake (OpenSSL; SNI --sni, ALPN http/1.1, a fresh session
+ * each time, no resumption); --ca FILE also verifies the server's chain and name. The WebSocket part is the same.
+ *
+ * Build: gcc -O2 -o wsbench wsbench.c   (plain only), or with TLS:
+ *        gcc -O2 -DWSBENCH_TLS -o wsbench wsbench.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -16,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef WSBENCH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 /* ---- SHA-1 and base64, only to check Sec-WebSocket-Accept ---- */
 
@@ -76,7 +85,8 @@ static void base64(const uint8_t *in, size_t len, char *out) {
 
 /* ---- state ---- */
 
-enum { CONNECTING, HANDSHAKING, OPEN, CLOSED };
+/* TLS_HANDSHAKING only with --tls: between the TCP connect and the WebSocket (HTTP) handshake. */
+enum { CONNECTING, TLS_HANDSHAKING, HANDSHAKING, OPEN, CLOSED };
 
 struct conn {
     int fd;
@@ -92,6 +102,10 @@ struct conn {
     uint64_t seq;
     size_t msg_bytes;    /* bytes of the current incoming data message so far */
     int msg_seq_ok;
+#ifdef WSBENCH_TLS
+    SSL *ssl;            /* --tls only */
+    int tls_want_write;  /* the TLS handshake waits for writability */
+#endif
 };
 
 static struct {
@@ -104,7 +118,14 @@ static struct {
     int idle;
     double rate;
     int max_pending;
-} opt = {"127.0.0.1", 0, "/ws/r%d/", 64, 1024, 10, 1, 300, 30, 0, 1000, 256};
+    int tls;
+    const char *sni, *ca;
+} opt = {"127.0.0.1", 0, "/ws/r%d/", 64, 1024, 10, 1, 300, 30, 0, 1000, 256, 0, "bench.huddle.test", NULL};
+
+#ifdef WSBENCH_TLS
+static SSL_CTX *tls_ctx;
+static char tls_version[32] = "-", tls_cipher[64] = "-";
+#endif
 
 static int ep;
 static struct conn *conns;
@@ -131,13 +152,58 @@ static void fail(struct conn *c, const char *why) {
     if (!first_error) first_error = why;
     if (c->state != OPEN) failed++;
     errors++;
+#ifdef WSBENCH_TLS
+    if (c->ssl) { SSL_free(c->ssl); c->ssl = NULL; }
+    ERR_clear_error();
+#endif
     if (c->fd >= 0) close(c->fd);  /* close removes it from the epoll set */
     c->fd = -1;
     c->state = CLOSED;
 }
 
+/* send/recv, through TLS with --tls. Like the plain calls: -1 with errno EAGAIN when it must wait, 0 at EOF. */
+static ssize_t io_send(struct conn *c, const void *buf, size_t len) {
+#ifdef WSBENCH_TLS
+    if (c->ssl) {
+        size_t n;
+        if (SSL_write_ex(c->ssl, buf, len, &n) == 1) return (ssize_t)n;
+        int e = SSL_get_error(c->ssl, 0);
+        errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
+        return -1;
+    }
+#endif
+    return send(c->fd, buf, len, MSG_NOSIGNAL);
+}
+
+static ssize_t io_recv(struct conn *c, void *buf, size_t len) {
+#ifdef WSBENCH_TLS
+    if (c->ssl) {
+        size_t n;
+        if (SSL_read_ex(c->ssl, buf, len, &n) == 1) return (ssize_t)n;
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) { errno = EAGAIN; return -1; }
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) return 0;
+        errno = EPROTO;
+        return -1;
+    }
+#endif
+    return recv(c->fd, buf, len, 0);
+}
+
+/* Decrypted bytes OpenSSL holds that the socket's readiness will not report. */
+static int io_pending(struct conn *c) {
+#ifdef WSBENCH_TLS
+    if (c->ssl) return SSL_has_pending(c->ssl);
+#endif
+    (void)c;
+    return 0;
+}
+
 static void set_events(struct conn *c) {
     int want = c->state == CONNECTING || c->woff < c->wlen;
+#ifdef WSBENCH_TLS
+    if (c->state == TLS_HANDSHAKING) want = c->tls_want_write;
+#endif
     if (want == c->want_out) return;
     struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u32 = (uint32_t)c->idx};
     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -145,8 +211,9 @@ static void set_events(struct conn *c) {
 }
 
 static void flush(struct conn *c) {
+    if (c->state == TLS_HANDSHAKING) return;  /* the upgrade request waits for the TLS handshake */
     while (c->woff < c->wlen) {
-        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        ssize_t n = io_send(c, c->wbuf + c->woff, c->wlen - c->woff);
         if (n > 0) { c->woff += (size_t)n; continue; }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -283,6 +350,17 @@ static void start_conn(struct conn *c) {
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) { fail(c, "connect failed"); return; }
     c->state = CONNECTING;
     c->want_out = 1;
+#ifdef WSBENCH_TLS
+    if (opt.tls) {
+        c->ssl = SSL_new(tls_ctx);
+        if (!c->ssl) { fail(c, "SSL_new failed"); return; }
+        SSL_set_fd(c->ssl, c->fd);
+        SSL_set_connect_state(c->ssl);
+        SSL_set_tlsext_host_name(c->ssl, opt.sni);
+        if (opt.ca) SSL_set1_host(c->ssl, opt.sni);
+        c->tls_want_write = 0;
+    }
+#endif
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)c->idx};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
 
@@ -313,21 +391,43 @@ static void on_event(struct conn *c, uint32_t events) {
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
         if (err) { fail(c, "connect refused or failed"); return; }
         if (!(events & (EPOLLOUT | EPOLLIN))) return;
-        c->state = HANDSHAKING;
+        c->state = opt.tls ? TLS_HANDSHAKING : HANDSHAKING;
         flush(c);
         if (c->state == CLOSED) return;
     }
+#ifdef WSBENCH_TLS
+    if (c->state == TLS_HANDSHAKING) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(c->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) { fail(c, "TLS handshake failed"); return; }
+            c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+            set_events(c);
+            return;
+        }
+        if (tls_version[0] == '-') {
+            snprintf(tls_version, sizeof tls_version, "%s", SSL_get_version(c->ssl));
+            snprintf(tls_cipher, sizeof tls_cipher, "%s", SSL_get_cipher_name(c->ssl));
+        }
+        if (SSL_session_reused(c->ssl)) { fail(c, "TLS session resumed (every handshake must be full)"); return; }
+        c->state = HANDSHAKING;
+        flush(c);  /* the upgrade request */
+        if (c->state == CLOSED) return;
+        events |= EPOLLIN;  /* the server may have sent more already (tickets); reading finds out */
+    }
+#endif
     if (events & EPOLLOUT) { flush(c); if (c->state == CLOSED) return; }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         for (;;) {
             if (c->rlen == c->rcap) { c->rcap *= 2; c->rbuf = realloc(c->rbuf, c->rcap); }
-            ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+            ssize_t n = io_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
             if (n > 0) {
                 c->rlen += (size_t)n;
                 if (c->state == HANDSHAKING) on_handshake(c);
                 else parse_frames(c);
                 if (c->state == CLOSED) return;
-                if (c->rlen < c->rcap) break; /* drained the socket; avoid an extra EAGAIN syscall */
+                if (c->rlen < c->rcap && !io_pending(c)) break; /* drained the socket; avoid an extra EAGAIN syscall */
                 continue;
             }
             if (n == 0) { fail(c, "connection closed by peer"); return; }
@@ -348,6 +448,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: wsbench --port P [--host 127.0.0.1] [--path /ws/r%%d/] [-c 64] [-s 1024] [-d 10] [--warmup 1]\n"
             "       wsbench --port P --idle N [--rate 1000] [--hold 300]\n"
+            "  either with [--tls [--sni bench.huddle.test] [--ca CAFILE]] for wss:// (built with -DWSBENCH_TLS)\n"
             "  %%d in --path is replaced by the connection's index (one group per connection).\n");
     exit(2);
 }
@@ -366,6 +467,7 @@ static void raise_nofile(rlim_t need) {
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--tls")) { opt.tls = 1; continue; }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) usage();
         if (!strcmp(a, "--host")) opt.host = v;
@@ -379,11 +481,36 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rate")) opt.rate = atof(v);
         else if (!strcmp(a, "--hold")) opt.hold = atof(v);
         else if (!strcmp(a, "--connect-timeout")) opt.connect_timeout = atof(v);
+        else if (!strcmp(a, "--sni")) opt.sni = v;
+        else if (!strcmp(a, "--ca")) opt.ca = v;
         else usage();
         i++;
     }
     if (opt.port <= 0 || opt.conns <= 0 || opt.duration <= 0 || opt.duration > 3600 || opt.rate <= 0 || opt.hold > 86400) usage();
     int total = opt.idle ? opt.idle : opt.conns;
+    signal(SIGPIPE, SIG_IGN);  /* OpenSSL writes with write(2), which would raise it on a reset connection */
+    if (opt.tls) {
+#ifdef WSBENCH_TLS
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);  /* no resumption: every handshake is full */
+        /* Read whole socket contents at once (fewer client syscalls), buffers released while idle (less memory with
+         * --idle), and a retried write may present a moved buffer (wbuf is realloc'd). */
+        SSL_CTX_set_read_ahead(tls_ctx, 1);
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        static const unsigned char alpn[] = "\x08http/1.1";
+        SSL_CTX_set_alpn_protos(tls_ctx, alpn, sizeof alpn - 1);
+        if (opt.ca) {
+            if (SSL_CTX_load_verify_locations(tls_ctx, opt.ca, NULL) != 1) { fprintf(stderr, "wsbench: cannot load %s\n", opt.ca); return 2; }
+            SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+        } else {
+            SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        }
+#else
+        fprintf(stderr, "wsbench: built without TLS (compile with -DWSBENCH_TLS ... -lssl -lcrypto)\n");
+        return 2;
+#endif
+    }
     raise_nofile((rlim_t)total + 64);
     rng ^= (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
 
@@ -484,7 +611,11 @@ done:
         p99 = lat[(size_t)((double)(nlat - 1) * 0.99)];
         pmax = lat[nlat - 1];
     }
-    printf("msgs=%llu secs=%.3f msgs_per_sec=%.0f p50_us=%u p99_us=%u max_us=%u errors=%llu conns=%d size=%zu msgs_all=%llu\n",
+    printf("msgs=%llu secs=%.3f msgs_per_sec=%.0f p50_us=%u p99_us=%u max_us=%u errors=%llu conns=%d size=%zu msgs_all=%llu",
            (unsigned long long)measured, secs, (double)measured / secs, p50, p99, pmax, (unsigned long long)errors, total, opt.size, (unsigned long long)echoed);
+#ifdef WSBENCH_TLS
+    if (opt.tls) printf(" tls=%s cipher=%s", tls_version, tls_cipher);
+#endif
+    printf("\n");
     return errors ? 1 : 0;
 }
