@@ -16,7 +16,7 @@ final class CacheTests: HuddleTestCase {
     private func start(cache: String = "cache size=1m;", workers: Int = 2, token: Bool = true) throws -> HuddleProcess {
         if backend == nil { backend = try PythonPeer(script: "raw_backend.py", recordDirectory: true) }
         return try HuddleProcess(config: """
-        admin 127.0.0.1:{ADMIN}\(token ? " { token \"secret\"; }" : "");
+        \(token ? "admin 127.0.0.1:{ADMIN} { token \"secret\"; }" : "admin 127.0.0.1:{ADMIN};")
         upstream app { server 127.0.0.1:\(backend.port); keepalive 64; retries 0; connect_timeout 1s; }
         server {
             listen 127.0.0.1:{PORT};
