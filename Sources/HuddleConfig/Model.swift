@@ -308,7 +308,7 @@ public struct GzipConfig: Sendable, Equatable {
 }
 
 /// `cache [size=SIZE] [ttl=D] [max_entry=SIZE] [stale_if_error=D] [collapse_timeout=D] [shared=on|off]` in a route:
-/// a response cache with collapsed forwarding (docs/CACHE.md).
+/// a response cache with collapsed forwarding (README.md, "Response cache"; docs/ARCHITECTURE.md).
 public struct CacheConfig: Sendable, Equatable {
     /// The memory bound of the route's cache (stored heads, bodies and keys), in bytes.
     public var size: Int64 = 64 << 20
