@@ -237,6 +237,37 @@ final class CacheTests: HuddleTestCase {
 
     // MARK: memory
 
+    /// A response that fits max_entry but not the store beside its key and fixed overhead is not stored: storing it
+    /// would evict every entry, itself included.
+    func testAnEntryLargerThanItsStoreIsNotStoredAndEvictsNothing() throws {
+        let h = try start(cache: "cache size=128k max_entry=128k;", workers: 1)
+        let small = target("/fit/small", ["Cache-Control: max-age=600"], "_size=100")
+        _ = try get(h, small)
+        XCTAssertEqual(try get(h, small).value("X-Cache"), "HIT")
+        let big = target("/fit/big", ["Cache-Control: max-age=600"], "_size=130600")
+        for _ in 0..<2 {
+            let r = try get(h, big)
+            XCTAssertEqual(r.status, 200)
+            XCTAssertEqual(r.body.count, 130_600)
+            XCTAssertEqual(r.value("X-Cache"), "MISS")
+        }
+        XCTAssertEqual(try get(h, small).value("X-Cache"), "HIT", "the large response must not have emptied the store")
+        XCTAssertEqual(metric(h, "huddle_cache_evictions_total"), 0)
+    }
+
+    /// A sticky upstream behind a cached route still sets its cookie on the answers that come from a server.
+    func testAStickyUpstreamSetsItsCookieOnACachedRoutesMisses() throws {
+        backend = try PythonPeer(script: "raw_backend.py", recordDirectory: true)
+        let h = try HuddleProcess(config: """
+        admin 127.0.0.1:{ADMIN};
+        upstream app { server 127.0.0.1:\(backend.port); sticky cookie SRV key="k-for-the-cache-test"; }
+        server { listen 127.0.0.1:{PORT}; route / { upstream app; cache size=1m; } }
+        """)
+        let miss = try get(h, target("/sticky/a", ["Cache-Control: max-age=600"]))
+        XCTAssertEqual(miss.value("X-Cache"), "MISS")
+        XCTAssertTrue(miss.value("Set-Cookie")?.hasPrefix("SRV=") ?? false, "\(miss.headers)")
+    }
+
     func testLRUEvictionKeepsMemoryWithinSize() throws {
         let h = try start(cache: "cache size=2m;", workers: 1)
         let c = try RawClient(port: h.port, receiveTimeoutSeconds: 20)

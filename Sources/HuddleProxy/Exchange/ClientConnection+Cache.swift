@@ -246,7 +246,8 @@ extension ClientConnection {
         let plan = ResponsePlan.make(status: status, framing: framing,
                                      serverKeepAlive: x.response.head.keepAlive, clientKeepAlive: x.clientKeepAlive,
                                      clientIsHTTP10: x.clientIsHTTP10, shuttingDown: worker.shuttingDown)
-        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers)
+        x.response.writeHead(status: status, connection: plan.connectionHeader, upgrade: false, pool: loop.buffers,
+                             setCookie: stickyCookieLine(x))
         x.response.insertField("X-Cache: MISS\r\n")
         x.response.status = status
         x.response.fill = fill
@@ -273,7 +274,10 @@ extension ClientConnection {
             if case .dontStore(let why) = decision { log.debug("cache \(route.route): not storing \(String(decoding: x.cache.key, as: UTF8.self)): \(why)") }
             return nil
         }
-        let maxEntry = Int(route.config.effectiveMaxEntry)
+        // At most max_entry, and never more than this store can hold beside the entry's keys and fixed overhead: an
+        // entry larger than its store (a per-worker store holds size / workers) would evict everything, itself too.
+        let maxEntry = min(Int(route.config.effectiveMaxEntry),
+                           store.capacity - CacheEntry.overhead - 2 * x.cache.key.count)
         if case .contentLength(let n) = framing, n > Int64(maxEntry) {
             log.debug("cache \(route.route): not storing \(String(decoding: x.cache.key, as: UTF8.self)): \(n) bytes is over max_entry")
             return nil

@@ -274,7 +274,7 @@ extension ClientConnection {
     /// A sticky upstream's Set-Cookie line for the server that answered, unless the request's cookie named it already;
     /// nil for every other upstream.
     @inline(__always)
-    private func stickyCookieLine(_ x: Exchange<Net>) -> [UInt8]? {
+    func stickyCookieLine(_ x: Exchange<Net>) -> [UInt8]? {
         guard let plan = x.plan, let sticky = plan.route.upstream.sticky else { return nil }
         let i = x.upstream.serverIndex
         return i >= 0 && i != plan.stickyServer ? sticky.setCookieLine(server: i) : nil
