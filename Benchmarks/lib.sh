@@ -24,7 +24,9 @@ CLK_TCK=$(getconf CLK_TCK)
 # the backends stay plain HTTP. TLS_NAME is the certificate's name (SNI), resolved to 127.0.0.1 by the clients.
 TLS=${TLS:-0}
 TLS_NAME=${TLS_NAME:-bench.huddle.test}
-LIBCRYPTO=${LIBCRYPTO:-$(ldconfig -p 2>/dev/null | awk '/libcrypto\.so\.3 / && /x86-64/ {print $NF; exit}')}
+# awk reads to the end (no early exit): an early exit would SIGPIPE ldconfig, and with pipefail and set -e the script
+# would end here, silently, whenever ldconfig had not finished writing.
+LIBCRYPTO=${LIBCRYPTO:-$(ldconfig -p 2>/dev/null | awk '/libcrypto\.so\.3 / && /x86-64/ && !f {print $NF; f = 1}')}
 
 STARTED_PIDS=()
 PROBES_MADE=()   # uprobe events this run created (perf probe); deleted by bench_cleanup
