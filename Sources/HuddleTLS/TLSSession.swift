@@ -60,6 +60,11 @@ public final class TLSSession: @unchecked Sendable {
             let e = SSL_get_error(ssl, 0)
             switch e {
             case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                // The socket is drained. SSL_MODE_RELEASE_BUFFERS gives the record read buffer (about 17 KiB) back
+                // only when a record was consumed, not after a read that found nothing, so every connection waiting
+                // for its peer would keep one: give it back now unless part of a record is still buffered (then
+                // SSL_free_buffers refuses anyway). An idle TLS tunnel or keep-alive connection holds no buffer.
+                if e == SSL_ERROR_WANT_READ && SSL_has_pending(ssl) == 0 { _ = SSL_free_buffers(ssl) }
                 return total > 0 ? .done(total) : .wouldBlock
             case SSL_ERROR_ZERO_RETURN:
                 // close_notify: the end of the stream. Bytes before it are returned first.
