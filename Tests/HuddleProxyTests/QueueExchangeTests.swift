@@ -2,6 +2,7 @@
 // queue in priority order, a request still queued at queue_timeout answered 503 with Retry-After, a client that goes
 // away while queued; each ends with everything back at rest (queue length, in-flight counts, buffers).
 @testable import HuddleProxy
+import HuddleConfig
 import HuddleSys
 import XCTest
 
@@ -178,5 +179,50 @@ final class QueueExchangeTests: XCTestCase {
         XCTAssertEqual(value("-"), 0)
         XCTAssertEqual(value("1.5"), 0)
         XCTAssertEqual(value("high"), 0)
+    }
+
+    func testAReloadThatRaisesMaxConnsLetsTheQueuedRequestIn() throws {
+        let h = try harness()
+        let first = h.client()
+        first.send(get("/first"))
+        XCTAssertEqual(backendPath(h, 0), "/first")
+        let waiting = h.client()
+        waiting.send(get("/waiting"))
+        XCTAssertTrue(h.run { self.queueLength(h) == 1 })
+        // The same server with a higher cap: no slot frees, the once-a-second pass lets the waiter in.
+        let parsed = try ConfigParser.parse(text: """
+        upstream app { server 127.0.0.1:9001 max_conns=2; queue_timeout 5s; keepalive 0; }
+        server { listen 127.0.0.1:8080; route / { upstream app; } }
+        """, file: "reload.conf")
+        let next = try RuntimeConfig.build(parsed, generation: 2, previous: h.runtime, log: { _ in })
+        XCTAssertTrue(next.upstreams[0].queue === h.runtime.upstreams[0].queue, "the queue is kept by name")
+        XCTAssertTrue(next.upstreams[0].servers[0] === h.server(9001), "the server is kept by identity")
+        h.worker.apply(next)
+        XCTAssertEqual(backendPath(h, 1), "/waiting")
+        XCTAssertEqual(h.server(9001).inFlight.load(ordering: .relaxed), 2)
+        XCTAssertTrue(answer(h, 1, waiting).hasPrefix("HTTP/1.1 200"))
+        XCTAssertTrue(answer(h, 0, first).hasPrefix("HTTP/1.1 200"))
+        for c in [first, waiting] { c.finish() }
+        XCTAssertTrue(h.run { first.proxyClosed && waiting.proxyClosed })
+        h.assertAtRest()
+    }
+
+    func testShutdownLeavesQueuedRequestsWaitingAndTheForcedCloseReleasesThem() throws {
+        let h = try harness()
+        let first = h.client()
+        first.send(get("/first"))
+        XCTAssertEqual(backendPath(h, 0), "/first")
+        let waiting = h.client()
+        waiting.send(get("/waiting"))
+        XCTAssertTrue(h.run { self.queueLength(h) == 1 })
+        h.worker.beginShutdown()
+        h.run(for: 0.1)
+        XCTAssertEqual(queueLength(h), 1, "a graceful stop lets queued requests wait for their turn")
+        XCTAssertFalse(waiting.proxyClosed)
+        // shutdown_timeout: everything still open closes, the queued request's place with it.
+        h.worker.forceClose()
+        XCTAssertTrue(h.run { waiting.proxyClosed && first.proxyClosed })
+        XCTAssertEqual(queueLength(h), 0)
+        h.assertAtRest()
     }
 }
