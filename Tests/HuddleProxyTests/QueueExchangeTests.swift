@@ -225,4 +225,29 @@ final class QueueExchangeTests: XCTestCase {
         XCTAssertEqual(queueLength(h), 0)
         h.assertAtRest()
     }
+
+    func testANewcomerArrivingAsASlotFreesQueuesBehindTheWaiters() throws {
+        let h = try harness()
+        let first = h.client()
+        first.send(get("/first"))
+        XCTAssertEqual(backendPath(h, 0), "/first")
+        let waiting = h.client()
+        waiting.send(get("/waiting"))
+        XCTAssertTrue(h.run { self.queueLength(h) == 1 })
+        // The slot frees and a newcomer arrives in the same turn, before the worker serves its queue.
+        let newcomer = h.client()
+        h.backend(0)!.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        newcomer.send(get("/newcomer"))
+        h.net.deliver()
+        XCTAssertEqual(queueLength(h), 2, "the newcomer waits behind the waiter instead of taking the slot or a 503")
+        XCTAssertEqual(backendPath(h, 1), "/waiting")
+        XCTAssertTrue(answer(h, 1, waiting).hasPrefix("HTTP/1.1 200"))
+        XCTAssertEqual(backendPath(h, 2), "/newcomer")
+        XCTAssertTrue(answer(h, 2, newcomer).hasPrefix("HTTP/1.1 200"))
+        var got = ""
+        XCTAssertTrue(h.run { got += first.receiveText(); return got.hasSuffix("ok") })
+        for c in [first, waiting, newcomer] { c.finish() }
+        XCTAssertTrue(h.run { [first, waiting, newcomer].allSatisfy(\.proxyClosed) })
+        h.assertAtRest()
+    }
 }

@@ -235,6 +235,11 @@ public final class UpstreamRuntime: Sendable {
         servers.contains { $0.isAvailable && !excluded.contains($0.uid) && !$0.hasRoom }
     }
 
+    /// Whether some server not tried yet takes traffic (full or not).
+    func anyServerAvailable(excluded: [Int]) -> Bool {
+        servers.contains { $0.isAvailable && !excluded.contains($0.uid) }
+    }
+
     /// "a: unhealthy, b: ejected": what keeps each server out, for the log.
     var stateSummary: String {
         servers.map { "\($0.identity): \($0.address == nil ? "unresolved" : $0.state.name)" }.joined(separator: ", ")

@@ -17,7 +17,9 @@ extension ClientConnection: QueueAdmittable {
         if keyed || !others {
             if tryAdmit(x, plan, u) { return }
         }
-        guard let local, u.anyServerFull(excluded: x.upstream.excluded) else {
+        // Queue when a server that could take it is full, or behind those waiting (a slot may have just freed: this
+        // turn's service pass hands it out in queue order), as long as some server could take it at all.
+        guard let local, u.anyServerFull(excluded: x.upstream.excluded) || (others && u.anyServerAvailable(excluded: x.upstream.excluded)) else {
             answerNoServer(x, u)
             return
         }
