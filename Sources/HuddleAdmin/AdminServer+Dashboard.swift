@@ -26,14 +26,14 @@ extension AdminServer {
         h += "<small>(\(info.lastReloadMs) ms since the epoch)</small></p>\n"
         for u in rt.upstreams {
             let totals = u.groups.totals(nowMs: now)
-            h += "<h2>Upstream <code>\(html(u.name))</code> <small>\(html(u.config.balance.rawValue)), \(totals.groups) groups, \(totals.members) members</small></h2>\n"
+            h += "<h2>Upstream <code>\(html(u.name))</code> <small>\(html(u.config.balance.rawValue)), \(totals.groups) groups, \(totals.members) members, \(u.queue.length.load(ordering: .relaxed)) queued</small></h2>\n"
             h += "<table><tr><th>server</th><th>address</th><th>state</th><th>weight</th><th>active</th><th>in flight</th><th>tunnels</th><th>requests</th><th>failures</th><th>latency ms</th><th>groups</th></tr>\n"
             for s in u.servers {
                 let state = s.state
                 let g = totals.perServer[s.identity]?.groups ?? 0
                 h += "<tr><td>\(html(s.identity))</td><td class=\"l\">\(html(s.addressText))</td>"
                 h += "<td class=\"l \(state == .healthy ? "ok" : "bad")\">\(state.name)</td><td>\(s.weight)</td>"
-                h += "<td>\(s.activeConnections.load(ordering: .relaxed))</td><td>\(s.inFlight.load(ordering: .relaxed))</td>"
+                h += "<td>\(s.activeConnections.load(ordering: .relaxed))</td><td>\(s.inFlight.load(ordering: .relaxed))\(s.maxConns > 0 ? " / \(s.maxConns)" : "")</td>"
                 h += "<td>\(s.tunnels.load(ordering: .relaxed))</td>"
                 h += "<td>\(s.requestsTotal.load(ordering: .relaxed))</td><td>\(s.failuresTotal.load(ordering: .relaxed))</td>"
                 h += "<td>\(Double(s.latencyEwmaMicros.load(ordering: .relaxed)) / 1000)</td><td>\(g)</td></tr>\n"
@@ -211,7 +211,7 @@ enum DashboardPage {
         return el("tr", {class: "server " + s.state, "data-upstream": u.name, "data-server": s.address, "data-name": s.name, "data-state": s.state},
           stateCell, nameCell,
           el("td", {class: "n"}, num(s.weight)),
-          el("td", {class: "n"}, num(s.in_flight)),
+          el("td", {class: "n"}, num(s.in_flight), s.max_conns ? el("div", {class: "sub"}, "max " + num(s.max_conns)) : null),
           el("td", {class: "n"}, num(s.active_connections)),
           el("td", {class: "n"}, num(s.tunnels)),
           el("td", {class: "n", "data-rate": "requests"}, perSecond(r.requests), el("div", {class: "sub"}, num(s.requests_total) + " total")),
@@ -233,7 +233,8 @@ enum DashboardPage {
         var body = el("tbody", null, u.servers.map(function (s) { return serverRow(u, s, now, totals); }));
         var section = el("section", {"data-upstream": u.name},
           el("h2", null, "Upstream ", el("code", null, u.name), " ",
-            el("small", null, u.balance + " · " + plural(u.groups, "group") + " · " + plural(u.group_members, "member"))),
+            el("small", null, u.balance + " · " + plural(u.groups, "group") + " · " + plural(u.group_members, "member")
+              + (u.queue ? " · " + num(u.queue) + " queued" : ""))),
           el("table", null, el("thead", null, head), body));
         if (groups && groups.groups && groups.groups.length) {
           var names = {};

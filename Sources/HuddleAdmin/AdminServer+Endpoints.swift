@@ -116,6 +116,9 @@ extension AdminServer {
                             w.field("balance", u.config.balance.rawValue)
                             w.field("groups", totals.groups)
                             w.field("group_members", totals.members)
+                            w.field("queue", u.queue.length.load(ordering: .relaxed))
+                            w.field("queue_timeout_ms", u.config.effectiveQueueTimeout)
+                            w.field("queue_timeouts_total", u.queue.timeouts.load(ordering: .relaxed))
                             w.field("servers", array: { w in
                                 for s in u.servers {
                                     let g = totals.perServer[s.identity]
@@ -127,6 +130,7 @@ extension AdminServer {
                                         w.field("weight", s.weight)
                                         w.field("active_connections", s.activeConnections.load(ordering: .relaxed))
                                         w.field("in_flight", s.inFlight.load(ordering: .relaxed))
+                                        w.field("max_conns", s.maxConns)
                                         w.field("tunnels", s.tunnels.load(ordering: .relaxed))
                                         w.field("requests_total", s.requestsTotal.load(ordering: .relaxed))
                                         w.field("failures_total", s.failuresTotal.load(ordering: .relaxed))

@@ -28,6 +28,8 @@ enum MetricSource {
     /// A histogram per upstream (label `upstream`): `_bucket{le}` (cumulative), `_sum`, `_count`, from
     /// `UpstreamRuntime.stats`.
     case upstreamDuration
+    /// The same per upstream, from `UpstreamRuntime.queue.waits`: time spent in the queue.
+    case upstreamQueueWait
     /// One unlabelled sample computed from the whole input (process-wide counters).
     case process(@Sendable (MetricsInput) -> Double)
     /// One sample per rate-limited route, label `route` (its prefix; the same prefix in several server blocks is one
@@ -165,6 +167,18 @@ enum Metrics {
         MetricDeclaration(name: "huddle_cache_sending", type: .gauge,
                           help: "Stored responses held by exchanges: being sent, or kept to answer if the backend fails.",
                           source: .workerSum { $0.cacheReads }),
+        MetricDeclaration(name: "huddle_queue_length", type: .gauge,
+                          help: "Requests waiting now in an upstream's queue for a server below its max_conns (every worker's).",
+                          source: .upstream { u, _ in Double(u.queue.length.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_queue_wait_seconds", type: .histogram,
+                          help: "Time requests spent in an upstream's queue, counted when they leave it (served, queue_timeout, or the client gone).",
+                          source: .upstreamQueueWait),
+        MetricDeclaration(name: "huddle_queue_timeouts_total", type: .counter,
+                          help: "Requests answered 503 because they were still queued at the upstream's queue_timeout.",
+                          source: .upstream { u, _ in Double(u.queue.timeouts.load(ordering: .relaxed)) }),
+        MetricDeclaration(name: "huddle_server_max_conns", type: .gauge,
+                          help: "A backend server's max_conns: the most requests in flight to it at once (0: no cap).",
+                          source: .server { Double($0.maxConns) }),
     ]
 
     /// Samples for every declared metric, in table order.
@@ -212,6 +226,10 @@ enum Metrics {
             case .upstreamDuration:
                 for u in input.runtime.upstreams {
                     samples += histogramSamples(u.stats.snapshot(), labels: [("upstream", u.name)])
+                }
+            case .upstreamQueueWait:
+                for u in input.runtime.upstreams {
+                    samples += histogramSamples(u.queue.waits.snapshot(), labels: [("upstream", u.name)])
                 }
             case .process(let value):
                 samples.append(MetricSample(labels: [], value: value(input)))

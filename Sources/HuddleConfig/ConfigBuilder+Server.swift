@@ -148,6 +148,7 @@ extension ConfigBuilder {
         var rateLimit: RateLimitConfig?
         var groupKeyLocation: SourceLocation?
         var cache: CacheConfig?
+        var priority: RoutePriority?
 
         for (c, ca) in accepted(d.block ?? [], in: .route) {
             switch c.name {
@@ -187,6 +188,8 @@ extension ConfigBuilder {
                 }
             case "cache":
                 if let cc = cacheConfig(c, ca) { cache = cc } else { ok = false }
+            case "priority":
+                if let p = routePriority(ca) { priority = p } else { ok = false }
             default:
                 preconditionFailure("unhandled route directive \(c.name)")
             }
@@ -210,7 +213,30 @@ extension ConfigBuilder {
         if let upgrades { route.allowUpgrades = upgrades }
         route.rateLimit = rateLimit
         route.cache = cache
+        if let priority { route.priority = priority }
         return route
+    }
+
+    /// `priority N` (a whole number, sign allowed, within `RoutePriority.range`) or `priority header NAME`.
+    private mutating func routePriority(_ a: ParsedArguments) -> RoutePriority? {
+        let range = RoutePriority.range
+        if a.positional.count == 2 {
+            guard keyword(a[0], of: "priority", among: ["header"]) != nil else { return nil }
+            return token(a[1], for: "a header name").map { .header($0) }
+        }
+        let text = a[0].text
+        let negative = text.hasPrefix("-")
+        let digits = negative || text.hasPrefix("+") ? text.dropFirst() : text[...]
+        guard let n = ConfigValue.integer(digits) else {
+            error(a[0].location, "expected a whole number from \(range.lowerBound) to \(range.upperBound) such as 10 (higher is served first), or \"header NAME\", for \"priority\", found \(ConfigText.quoted(text))")
+            return nil
+        }
+        let value = negative ? -n : n
+        guard range.contains(value) else {
+            error(a[0].location, "\"priority\" must be between \(range.lowerBound) and \(range.upperBound), found \(text)")
+            return nil
+        }
+        return .fixed(value)
     }
 
     /// The fastest rate one key can be held to: the bucket's clock counts microseconds.

@@ -92,6 +92,14 @@ extension ConfigBuilder {
                 if let ms = duration(ca[0], of: c.name) { upstream.keepaliveTimeout = ms }
             case "retries":
                 if let n = integer(ca[0], of: c.name, in: 0...100) { upstream.retries = n }
+            case "queue_timeout":
+                if let ms = duration(ca[0], of: c.name, positive: true) {
+                    if ms > 3_600_000 {
+                        error(ca[0].location, "queue_timeout is at most 1h, found \(ConfigText.quoted(ca[0].text))")
+                    } else {
+                        upstream.queueTimeout = ms
+                    }
+                }
             case "send_proxy_protocol":
                 if let v = keyword(ca[0], of: c.name, among: ["v1", "v2"]) { upstream.sendProxyProtocol = ProxyProtocolVersion(rawValue: v)! }
             case "sticky":
@@ -159,6 +167,9 @@ extension ConfigBuilder {
         var ok = true
         if let w = a.options["weight"] {
             if let n = integer(w, of: "weight", in: 0...1000) { server.weight = n } else { ok = false }
+        }
+        if let m = a.options["max_conns"] {
+            if let n = integer(m, of: "max_conns", in: 0...1_000_000) { server.maxConns = n } else { ok = false }
         }
         if let n = a.options["name"] {
             if let id = name(n, for: "a server name") {

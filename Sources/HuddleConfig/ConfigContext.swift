@@ -59,7 +59,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "group_linger", arguments: 1...1),
         DirectiveSpec(name: "rebalance", arguments: 1...1, options: ["rate"]),
         DirectiveSpec(name: "membership_settle", arguments: 1...1),
-        DirectiveSpec(name: "server", arguments: 1...1, options: ["weight", "name"],
+        DirectiveSpec(name: "server", arguments: 1...1, options: ["weight", "name", "max_conns"],
                       flags: ["resolve", "service", "backup", "down"], repeatable: true),
         DirectiveSpec(name: "health_check", arguments: 1...1,
                       options: ["interval", "timeout", "rise", "fall", "expect", "host", "initial"]),
@@ -71,6 +71,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "retries", arguments: 1...1),
         DirectiveSpec(name: "tls", arguments: 0...0, options: ["verify", "sni", "ca"]),
         DirectiveSpec(name: "send_proxy_protocol", arguments: 1...1),
+        DirectiveSpec(name: "queue_timeout", arguments: 1...1),
         DirectiveSpec(name: "sticky", arguments: 2...2, options: ["max_age", "samesite", "key"], flags: ["secure", "httponly"]),
     ]
 
@@ -97,6 +98,7 @@ enum ConfigContext: CaseIterable, Sendable {
         DirectiveSpec(name: "rate_limit", arguments: 1...1, options: ["burst", "key"]),
         DirectiveSpec(name: "cache", arguments: 0...0,
                       options: ["size", "ttl", "max_entry", "stale_if_error", "collapse_timeout", "shared"]),
+        DirectiveSpec(name: "priority", arguments: 1...2),
     ]
 
     private static let adminSpecs: [DirectiveSpec] = [

@@ -73,6 +73,9 @@ public struct ServerConfig: Sendable {
     /// As written: `host:port`.
     public var address: ListenAddress
     public var weight: Int = 1
+    /// `max_conns=N`: at most N requests in flight on this server at once (across every worker); beyond it requests
+    /// wait in the upstream's queue. 0: unlimited.
+    public var maxConns: Int = 0
     /// Stable identity for hashing: `name=` if given, else the address exactly as written in the config.
     public var identity: String
     /// Whether `name=` was written (discovered servers then carry it as a prefix of their identities).
@@ -161,6 +164,13 @@ public struct UpstreamConfig: Sendable {
     /// How long an idle pooled connection is kept.
     public var keepaliveTimeout: Milliseconds = 60_000
     public var retries: Int = 1
+    /// `queue_timeout`: how long a request may wait in the queue for a server below its `max_conns`, then 503. nil:
+    /// the upstream's `connect_timeout` (as HAProxy's `timeout queue` falls back to `timeout connect`).
+    public var queueTimeout: Milliseconds? = nil
+    /// The queue timeout in effect.
+    public var effectiveQueueTimeout: Milliseconds { queueTimeout ?? connectTimeout }
+    /// Whether some server has `max_conns` (only then do requests of this upstream take the queue's path).
+    public var hasMaxConns: Bool { servers.contains { $0.maxConns > 0 } }
     /// TLS to the servers; nil: plain TCP.
     public var tls: UpstreamTLSConfig? = nil
     /// `send_proxy_protocol v1|v2`: every new connection to this upstream's servers starts with a PROXY protocol header
@@ -261,6 +271,17 @@ public enum GroupKeySource: Sendable, Hashable {
 
 public enum GroupKeyMissing: String, Sendable { case reject, balance }
 
+/// `priority N` or `priority header NAME` in a route: the class of its requests in an upstream's queue (higher first,
+/// first in first out within a class).
+public enum RoutePriority: Sendable, Equatable {
+    case fixed(Int)
+    /// The header's integer value, clamped to `RoutePriority.range`; 0 when the header is absent or not an integer.
+    case header(String)
+
+    /// HAProxy's priority classes span -2047...2047 too (there lower goes first; here higher does).
+    public static let range = -2047...2047
+}
+
 public struct RouteConfig: Sendable {
     public var prefix: String
     public var upstream: String
@@ -272,6 +293,8 @@ public struct RouteConfig: Sendable {
     public var rateLimit: RateLimitConfig? = nil
     /// `cache ...`: responses of this route are cached; nil: no cache.
     public var cache: CacheConfig? = nil
+    /// The class of this route's requests in its upstream's queue; `.fixed(0)` unless `priority` says otherwise.
+    public var priority: RoutePriority = .fixed(0)
     public var location: SourceLocation
     public init(prefix: String, upstream: String, location: SourceLocation) {
         self.prefix = prefix

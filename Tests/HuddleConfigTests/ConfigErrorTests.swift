@@ -138,7 +138,7 @@ final class ConfigErrorTests: XCTestCase {
 
     func testOptionErrors() {
         let text = "upstream web {\n    server 127.0.0.1:9001 wieght=2;\n}"
-        assertSingleError(text, at: (2, 27), contains: "unknown option \"wieght=2\" for \"server\" (expected one of: weight=, name=, resolve, service, backup, down); did you mean \"weight\"?")
+        assertSingleError(text, at: (2, 27), contains: "unknown option \"wieght=2\" for \"server\" (expected one of: weight=, name=, max_conns=, resolve, service, backup, down); did you mean \"weight\"?")
         assertSingleError("upstream web { server 127.0.0.1:1 bakup; }", at: (1, 35), contains: "unknown option \"bakup\" for \"server\"")
         assertSingleError("upstream web { server 127.0.0.1:1 bakup; }", at: (1, 35), contains: "did you mean \"backup\"?")
         assertSingleError("upstream web { server 127.0.0.1:1 weight=1 weight=2; }", at: (1, 44), contains: "duplicate option \"weight=\" for \"server\"")
@@ -272,7 +272,7 @@ final class ConfigErrorTests: XCTestCase {
         XCTAssertEqual(errorsForTesting(text), [
             "t.conf:1:9: error: expected \"auto\" or a number of workers, found \"many\"",
             "t.conf:3:13: error: expected one of p2c, hash, round_robin for \"balance\", found \"hashh\"; did you mean \"hash\"?",
-            "t.conf:4:27: error: unknown option \"wieght=2\" for \"server\" (expected one of: weight=, name=, resolve, service, backup, down); did you mean \"weight\"?",
+            "t.conf:4:27: error: unknown option \"wieght=2\" for \"server\" (expected one of: weight=, name=, max_conns=, resolve, service, backup, down); did you mean \"weight\"?",
             "t.conf:9:12: error: duplicate listen 0.0.0.0:8080 (first at t.conf:8:12)",
             "t.conf:10:18: error: expected a duration such as 250ms, 2s, 5m or 1h, found \"2x\"",
             "t.conf:11:30: error: route \"/rooms/\" uses undefined upstream \"chta\"; did you mean \"chat\"?",

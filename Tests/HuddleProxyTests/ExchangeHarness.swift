@@ -72,6 +72,8 @@ final class ExchangeHarness {
                 XCTAssertEqual(s.activeConnections.load(ordering: .relaxed), 0, "active_connections of \(s.addressText)", file: file, line: line)
             }
             XCTAssertEqual(u.groups.totals(nowMs: Sys.monotonicMs()).members, 0, "group members of \(u.name)", file: file, line: line)
+            XCTAssertEqual(u.queue.length.load(ordering: .relaxed), 0, "requests queued for \(u.name)", file: file, line: line)
+            XCTAssertEqual(u.queue.workers.map(\.entries.count).reduce(0, +), 0, "queue entries of \(u.name)", file: file, line: line)
         }
         XCTAssertEqual(worker.counters.tunnels, 0, "tunnels", file: file, line: line)
         XCTAssertEqual(worker.counters.upstreamConnections, worker.upstreamPool.idleCount, "backend connections beyond the idle pool", file: file, line: line)

@@ -83,6 +83,7 @@ extension UpstreamConfig {
                 c.named = s.named
                 c.backup = s.backup
                 c.down = s.down
+                c.maxConns = s.maxConns
                 c.discoveredName = d.name
                 out.servers.append(c)
             }

@@ -28,6 +28,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
         case sendingLocal
         /// Waiting for an identical request's backend answer (collapsed forwarding, Exchange/ClientConnection+Cache.swift).
         case awaitingCache
+        /// Waiting in the upstream's queue for a server below its `max_conns` (Upstream/ClientConnection+Queue.swift).
+        case queued
         case tunnel
         case closed
     }
@@ -223,6 +225,13 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
                 // The answer comes from cacheWake (or the collapse timeout); a client that is gone ends the wait.
                 if peerGone != 0 { close() }
                 return
+            case .queued:
+                // A slot (served at a turn's end) or queue_timeout ends the wait; a client that is gone leaves the queue.
+                if peerGone != 0 {
+                    log.debug("client \(clientText): gone while queued for upstream \(exchange?.plan?.route.upstream.name ?? "-"); leaving the queue")
+                    close()
+                }
+                return
             case .tunnel:
                 tunnel?.step()
                 return
@@ -247,6 +256,7 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             return lastActivity + ((exchange?.response.headDone ?? false) ? max(rt, b.idleTimeout) : rt)
         case .sendingLocal: return lastActivity + b.idleTimeout
         case .awaitingCache: return phaseStart + (exchange?.cache.route?.config.collapseTimeout ?? 0)
+        case .queued: return phaseStart + (exchange?.plan?.route.upstream.config.effectiveQueueTimeout ?? 0)
         case .tunnel: return lastActivity + b.tunnelIdleTimeout
         case .closed: return Int64.max
         }
@@ -287,6 +297,8 @@ final class ClientConnection<Net: Network>: TimerNode, EventHandler {
             close()
         case .awaitingCache:
             cacheWaitTimedOut()
+        case .queued:
+            queueTimedOut()
         case .tunnel:
             log.debug("tunnel \(clientText) <-> \(tunnel?.serverText ?? "-") idle for \(block.config.tunnelIdleTimeout)ms; closing")
             close()

@@ -6,13 +6,28 @@
 import HuddleBalancing
 import HuddleSys
 
-/// One request's place in a server's in-flight count (what p2c reads as load).
+/// One request's place in a server's in-flight count (what p2c reads as load, and what `max_conns` caps).
 struct InFlightClaim: ~Copyable {
     let server: ServerRuntime
+    /// The queue whose waiters a release may let in: set for claims on a server with `max_conns` only.
+    let queue: AdmissionQueue?
 
-    init(_ server: ServerRuntime) {
+    /// A claim on a server without a cap (or one that must be taken regardless, such as a group member's).
+    init(_ server: ServerRuntime, queue: AdmissionQueue? = nil) {
         self.server = server
-        server.inFlight.add(1, ordering: .relaxed)
+        self.queue = queue
+        if queue == nil {
+            server.inFlight.add(1, ordering: .relaxed)
+        } else {
+            server.inFlight.add(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// One of a capped server's slots, or nil when it is at `max_conns`.
+    init?(admitting server: ServerRuntime, queue: AdmissionQueue) {
+        guard server.claimSlot() else { return nil }
+        self.server = server
+        self.queue = queue
     }
 
     /// The server answered this request in full: it counts as served. The claim ends here.
@@ -20,7 +35,15 @@ struct InFlightClaim: ~Copyable {
         server.requestsTotal.add(1, ordering: .relaxed)
     }
 
-    deinit { server.inFlight.subtract(1, ordering: .relaxed) }
+    deinit {
+        // Without a cap (the common case) this is the one branch the queue costs a release.
+        if let q = queue {
+            server.inFlight.subtract(1, ordering: .sequentiallyConsistent)
+            q.slotFreed()
+        } else {
+            server.inFlight.subtract(1, ordering: .relaxed)
+        }
+    }
 }
 
 /// One tunnel's place in its server's tunnel count (shown by the admin port).

@@ -20,6 +20,9 @@ public final class ServerRuntime: Sendable {
     /// The weight in the newest config (a reload that changes only the weight keeps the server and its state).
     public var weight: Int { weightValue.load(ordering: .relaxed) }
     let weightValue: Atomic<Int>
+    /// `max_conns` in the newest config: at most this many requests in flight at once, across workers; 0: no cap.
+    public var maxConns: Int { maxConnsValue.load(ordering: .relaxed) }
+    let maxConnsValue: Atomic<Int>
     /// Why the server does or does not take traffic (active checks, passive ejection, drain, disable); shared.
     public let health: ServerHealth
     /// Answers by status class (huddle_requests_total{code}).
@@ -58,6 +61,7 @@ public final class ServerRuntime: Sendable {
         host = config.discoveredName ?? config.address.host
         self.address = address
         weightValue = Atomic(config.weight)
+        maxConnsValue = Atomic(config.maxConns)
     }
 
     public var state: ServerState { health.state }
@@ -85,9 +89,31 @@ public final class ServerRuntime: Sendable {
         inFlight.load(ordering: .relaxed) + health.failurePenalty(nowMs: nowMs)
     }
 
+    /// Whether one more request may go here now (below `max_conns`, or no cap). A hint: `InFlightClaim(admitting:)`
+    /// decides.
+    @inline(__always) public var hasRoom: Bool {
+        let cap = maxConns
+        return cap == 0 || inFlight.load(ordering: .relaxed) < cap
+    }
+
+    /// Takes one of the server's `max_conns` slots if one is free (compare-and-swap, so workers never overshoot the
+    /// cap). Sequentially consistent: paired with the queue's waiter count (see `AdmissionQueue`), a waiter that found
+    /// no room and a request that frees a slot cannot miss each other.
+    func claimSlot() -> Bool {
+        let cap = maxConns
+        var n = inFlight.load(ordering: .sequentiallyConsistent)
+        while true {
+            if cap > 0 && n >= cap { return false }
+            let (done, now) = inFlight.compareExchange(expected: n, desired: n + 1, ordering: .sequentiallyConsistent)
+            if done { return true }
+            n = now
+        }
+    }
+
     /// A kept (or revived) server takes the new config's settings.
     func follow(_ s: ServerConfig, upstream u: UpstreamConfig) {
         weightValue.store(s.weight, ordering: .relaxed)
+        maxConnsValue.store(s.maxConns, ordering: .relaxed)
         keepalive.store(u.keepalive, ordering: .relaxed)
         keepaliveTimeoutMs.store(u.keepaliveTimeout, ordering: .relaxed)
     }
@@ -115,10 +141,17 @@ public final class UpstreamRuntime: Sendable {
     public let tls: ClientTLSContext?
     /// `sticky cookie`: every server's cookie value and Set-Cookie line, made here once; nil when the upstream has none.
     public let sticky: StickyCookies?
+    /// Where requests wait for a server below its `max_conns`; kept across reloads by name (requests queued on an
+    /// older snapshot wait in the same queue).
+    public let queue: AdmissionQueue
+    /// Some server has `max_conns`: only then does a request take the queue's path (the one branch others pay).
+    public let capped: Bool
     let index: Int
 
     init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth, stats: RequestStats,
-         tls: ClientTLSContext?, stickyKey: [UInt8] = []) {
+         tls: ClientTLSContext?, stickyKey: [UInt8] = [], queue: AdmissionQueue? = nil) {
+        self.queue = queue ?? AdmissionQueue(upstream: config.name, workers: 1, shards: 1)
+        capped = config.hasMaxConns
         self.tls = tls
         sticky = config.sticky.map { StickyCookies(config: $0, key: stickyKey, identities: servers.map(\.identity)) }
         self.health = health
@@ -194,6 +227,17 @@ public final class UpstreamRuntime: Sendable {
         if soonest == Int64.max, let c = config.healthCheck { soonest = c.interval * Int64(c.rise) }
         if soonest == Int64.max { soonest = 1000 }
         return Int(min(60, max(1, (soonest + 999) / 1000)))
+    }
+
+    /// Whether a server that could take this request (available, not tried yet) is at its `max_conns`: then a request
+    /// that found no server waits in the queue instead of being answered 503.
+    func anyServerFull(excluded: [Int]) -> Bool {
+        servers.contains { $0.isAvailable && !excluded.contains($0.uid) && !$0.hasRoom }
+    }
+
+    /// Whether some server not tried yet takes traffic (full or not).
+    func anyServerAvailable(excluded: [Int]) -> Bool {
+        servers.contains { $0.isAvailable && !excluded.contains($0.uid) }
     }
 
     /// "a: unhealthy, b: ejected": what keeps each server out, for the log.
@@ -399,7 +443,9 @@ public final class RuntimeConfig: Sendable {
             }
             ups.append(UpstreamRuntime(index: i, config: u, servers: servers, groups: old?.groups ?? GroupTable(), health: upstreamHealth,
                                        stats: old?.stats ?? RequestStats(shards: shards), tls: clientTLS,
-                                       stickyKey: u.sticky?.key.map { Array($0.utf8) } ?? stickyProcessKey))
+                                       stickyKey: u.sticky?.key.map { Array($0.utf8) } ?? stickyProcessKey,
+                                       queue: old.flatMap { $0.queue.workers.count == workerCount ? $0.queue : nil }
+                                           ?? AdmissionQueue(upstream: u.name, workers: workerCount, shards: shards)))
         }
         archive?.nextUID = nextUID
         var blocks: [ServerBlockRuntime] = []

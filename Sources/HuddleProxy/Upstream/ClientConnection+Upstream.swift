@@ -7,43 +7,63 @@ import HuddleJSON
 import HuddleSys
 
 extension ClientConnection {
-    /// Picks a server for the exchange (never one it already failed on) and connects to it, or answers 502.
+    /// Picks a server for the exchange (never one it already failed on) and connects to it, or answers 502/503. On an
+    /// upstream with `max_conns` the request may wait in the queue instead (Upstream/ClientConnection+Queue.swift).
     func chooseAndConnect() {
         guard let x = exchange, let plan = x.plan else { return }
         let u = plan.route.upstream
         // A retried upgrade leaves its group first: rejoining may place the group on a working server.
         x.upstream.membership = nil
-        var choice: ServerChoice?
-        if u.index < worker.roundRobin.count {
-            choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
-                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng,
-                                         roundRobin: &worker.roundRobin[u.index], sticky: plan.stickyServer)
-        } else {
-            // The snapshot changed under a retry: its upstream has no round-robin state on this worker any more.
-            var rr = SmoothRoundRobin(weights: u.servers.map(\.weight))
-            choice = ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
-                                         excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr,
-                                         sticky: plan.stickyServer)
-        }
-        guard var c = choice.take() else {
-            if let f = x.upstream.lastFailure {
-                // A retry found no other server: the client learns what went wrong with the one that was tried.
-                let status = f.isTimeout ? 504 : 502
-                log.error("upstream \(u.name): no other server to retry on for \(clientText) after \(f); answering \(status)")
-                failExchange(status: status, message: Self.failureMessage(status))
-            } else {
-                // Nothing to try: every server is down, ejected, draining or disabled. Say when to come back, and log it
-                // at most once a second per upstream (a flood of clients would otherwise flood the log).
-                if x.cache.route != nil && cacheBackendFailed(x) { return }
-                let retryAfter = u.retryAfterSeconds(nowMs: loop.now)
-                if u.shouldLogNoServer(nowMs: loop.now) {
-                    log.error("upstream \(u.name): no server can take traffic (\(u.stateSummary)); answering 503 with Retry-After: \(retryAfter)")
-                }
-                answerLocally(status: 503, message: "no server of upstream \(u.name) can take traffic now; retry in \(retryAfter) s",
-                              close: !x.request.done || x.request.sentAny, retryAfter: retryAfter)
-            }
+        // The one branch a request on an upstream without max_conns pays for the queue.
+        if u.capped {
+            admitOrQueue(x, plan, u)
             return
         }
+        var choice = choose(x, plan, u, capped: false)
+        guard var c = choice.take() else {
+            answerNoServer(x, u)
+            return
+        }
+        x.upstream.claim = InFlightClaim(c.server)
+        proceed(x, plan, u, &c)
+    }
+
+    /// The balancer's (or the group's) choice for the exchange, on the worker's balancing state.
+    func choose(_ x: Exchange<Net>, _ plan: ForwardPlan, _ u: UpstreamRuntime, capped: Bool) -> ServerChoice? {
+        if u.index < worker.roundRobin.count {
+            return ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
+                                       excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng,
+                                       roundRobin: &worker.roundRobin[u.index], sticky: plan.stickyServer, capped: capped)
+        }
+        // The snapshot changed under a retry: its upstream has no round-robin state on this worker any more.
+        var rr = SmoothRoundRobin(weights: u.servers.map(\.weight))
+        return ServerChoice.choose(upstream: u, key: plan.groupKey, keyHash: plan.groupKeyHash, upgrade: plan.upgrade != .none,
+                                   excluded: x.upstream.excluded, nowMs: loop.now, rng: &worker.rng, roundRobin: &rr,
+                                   sticky: plan.stickyServer, capped: capped)
+    }
+
+    /// No server can take the exchange: 502/504 after a failed attempt, else 503 with Retry-After.
+    func answerNoServer(_ x: Exchange<Net>, _ u: UpstreamRuntime) {
+        if let f = x.upstream.lastFailure {
+            // A retry found no other server: the client learns what went wrong with the one that was tried.
+            let status = f.isTimeout ? 504 : 502
+            log.error("upstream \(u.name): no other server to retry on for \(clientText) after \(f); answering \(status)")
+            failExchange(status: status, message: Self.failureMessage(status))
+        } else {
+            // Nothing to try: every server is down, ejected, draining or disabled. Say when to come back, and log it
+            // at most once a second per upstream (a flood of clients would otherwise flood the log).
+            if x.cache.route != nil && cacheBackendFailed(x) { return }
+            let retryAfter = u.retryAfterSeconds(nowMs: loop.now)
+            if u.shouldLogNoServer(nowMs: loop.now) {
+                log.error("upstream \(u.name): no server can take traffic (\(u.stateSummary)); answering 503 with Retry-After: \(retryAfter)")
+            }
+            answerLocally(status: 503, message: "no server of upstream \(u.name) can take traffic now; retry in \(retryAfter) s",
+                          close: !x.request.done || x.request.sentAny, retryAfter: retryAfter)
+        }
+    }
+
+    /// The exchange holds its claim on the chosen server: keep its group membership, and connect.
+    func proceed(_ x: Exchange<Net>, _ plan: ForwardPlan, _ u: UpstreamRuntime, _ c: inout ServerChoice) {
         x.upstream.membership = c.membership.take()
         if let e = c.evicted {
             // rebalance migrate: this member's join moved a live group (it was misplaced, or its server can no longer
@@ -55,13 +75,12 @@ extension ClientConnection {
         connect(to: c.server, pooledAllowed: true)
     }
 
-    /// Assigns the exchange to `s`: a pooled keep-alive connection if allowed and available, else a new connect. With
-    /// `send_proxy_protocol` the only reusable connection is this client's own (see `takePrivateUpstream`), and a new
-    /// one starts with the header.
+    /// Assigns the exchange, which holds its claim on `s`, to `s`: a pooled keep-alive connection if allowed and
+    /// available, else a new connect. With `send_proxy_protocol` the only reusable connection is this client's own (see
+    /// `takePrivateUpstream`), and a new one starts with the header. A replay on a new connection keeps the claim.
     private func connect(to s: ServerRuntime, pooledAllowed: Bool) {
         let x = exchange!
         let sendProxy = x.plan?.route.upstream.config.sendProxyProtocol
-        x.upstream.claim = InFlightClaim(s)
         x.servedBy = s
         x.upstreamStartNs = Sys.monotonicNs()
         phaseStart = loop.now

@@ -18,10 +18,12 @@ struct ServerChoice: ~Copyable {
     /// names (-1: none): it is chosen while it takes traffic and has not failed this exchange.
     static func choose(
         upstream u: UpstreamRuntime, key: [UInt8]?, keyHash: UInt64, upgrade: Bool, excluded: [Int], nowMs: Int64,
-        rng: inout FastRandom, roundRobin: inout SmoothRoundRobin, sticky: Int = -1
+        rng: inout FastRandom, roundRobin: inout SmoothRoundRobin, sticky: Int = -1, capped: Bool = false
     ) -> ServerChoice? {
         let servers = u.servers
-        func eligible(_ s: ServerRuntime) -> Bool { s.isAvailable && !excluded.contains(s.uid) }
+        // `capped` (some server has max_conns): a server at its cap takes no new request; false costs one predictable
+        // branch per server looked at.
+        func eligible(_ s: ServerRuntime) -> Bool { s.isAvailable && !excluded.contains(s.uid) && (!capped || s.hasRoom) }
         if u.config.balance == .hash, let key {
             if upgrade {
                 // A tunnel joins its group: the first member places it, later members follow it.
@@ -65,11 +67,15 @@ struct ServerChoice: ~Copyable {
                 return choice
             }
             // A plain request with a key follows the live group if there is one, else the key's owner.
+            // With max_conns, a full server makes the request wait for it (nil here, the caller queues): the group does
+            // not move for a moment's load (HAProxy's hash with maxconn queues on the server, too).
             if let g = u.groups.lookup(key: key, keyHash: keyHash, nowMs: nowMs),
                let s = u.server(identity: g.server), s.keepsGroup(members: g.members), !excluded.contains(s.uid) {
+                if capped && !s.hasRoom { return nil }
                 return ServerChoice(server: s, membership: nil)
             }
             guard let i = u.groupOwner(keyHash: keyHash, nowMs: nowMs, excluded: excluded) else { return nil }
+            if capped && !servers[i].hasRoom { return nil }
             return ServerChoice(server: servers[i], membership: nil)
         }
         if sticky >= 0, sticky < servers.count, eligible(servers[sticky]) {

@@ -16,10 +16,14 @@ struct UpstreamAttempt<Net: Network>: ~Copyable {
     var retriesLeft = 0
     /// Why the previous attempt failed: if no other server is left to retry on, the client gets its status.
     var lastFailure: UpstreamFailure?
+    /// The exchange's place in its upstream's queue while it waits for a server below `max_conns`.
+    var queued: QueueTicket?
+    /// The request's class in the queue, read from the head once (`priority header`); nil until it first queues.
+    var priority: Int?
 
     var server: ServerRuntime? { claim != nil ? claim.unwrapped.server : nil }
     var connection: UpstreamConnection<Net>? { link != nil ? link.unwrapped.typed(Net.self) : nil }
-    var holdsAnything: Bool { claim != nil || link != nil || membership != nil }
+    var holdsAnything: Bool { claim != nil || link != nil || membership != nil || queued != nil }
 
     mutating func reset() {
         claim = nil
@@ -29,5 +33,7 @@ struct UpstreamAttempt<Net: Network>: ~Copyable {
         excluded.removeAll(keepingCapacity: true)
         retriesLeft = 0
         lastFailure = nil
+        queued = nil
+        priority = nil
     }
 }

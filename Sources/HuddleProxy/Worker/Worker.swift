@@ -42,6 +42,8 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     let published = WorkerStatsSlot()
     /// Open client connections, for shutdown (a connection removes itself when it closes).
     private var connections: [ObjectIdentifier: ClientConnection<Net>] = [:]
+    /// Queues (this worker's lists) to serve at the end of this loop turn (Upstream/ClientConnection+Queue.swift).
+    var queuesToServe: [WorkerQueue] = []
     /// Where group evictions (migrations) are posted to every worker of the process, this one included.
     let migrator: GroupMigrator
 
@@ -73,6 +75,7 @@ public final class Worker<Net: Network>: @unchecked Sendable {
     @_specialize(where Net == SocketNetwork)
     func endOfTurn() {
         if acceptResumePending { resumeAccepting() }
+        if !queuesToServe.isEmpty { serveQueues() }
         publishStats()
     }
 
@@ -212,6 +215,7 @@ final class WorkerHousekeeping<Net: Network>: TimerNode {
         // A deflate stream holds ~270 KiB: keep few beyond what the last second's peak needed.
         worker.gzipStreams.trim(keep: 2)
         worker.gzipBuffers.trim(keep: 4)
+        worker.pollQueues()
         worker.loop.timers.schedule(self, at: now + 1000)
     }
 }

@@ -24,7 +24,8 @@ Response controls (for the cache tests), as query parameters of the target; with
   _size=N         a body of N bytes (byte i is i % 251) instead of the JSON summary
   _delay=MS       wait that long before answering
   _chunked=1      send the body chunked (in pieces of at most 4 KiB)
-A controlled answer carries "X-Serial: N", a count of the controlled answers so far (1, 2, ...), so a test can tell a
+Each line of requests.jsonl also has "busy": the requests being answered at that moment, this one included (a test
+checks a concurrency cap with it). A controlled answer carries "X-Serial: N", a count of the controlled answers so far (1, 2, ...), so a test can tell a
 response the backend sent now from one it sent before. POST /__fail?status=N (with no body) makes every later request
 (controlled or not, /__fail excepted) answer N with an empty body until POST /__fail?status=0; it answers 204.
 """
@@ -275,7 +276,7 @@ def text(b):
     return b.decode("latin-1")
 
 
-STATE = {"serial": 0, "fail": 0}
+STATE = {"serial": 0, "fail": 0, "busy": 0}
 CONTROLS = ("_h", "_status", "_size", "_delay", "_chunked")
 
 
@@ -339,6 +340,7 @@ async def handle(reader, writer, recorder, proxy_protocol):
     cid = recorder.new_connection()
     c = Conn(reader, recorder, cid)
     index = 0
+    busy = False
     proxy = None
     try:
         if proxy_protocol:
@@ -375,7 +377,10 @@ async def handle(reader, writer, recorder, proxy_protocol):
                        "body_length": len(body), "body": text(body[:MAX_BODY_KEPT])}
             if proxy is not None:
                 summary["proxy"] = proxy
-            recorder.request(summary)
+            # Requests being answered now, this one included (recorded only): a test can check a concurrency cap.
+            STATE["busy"] += 1
+            busy = True
+            recorder.request(dict(summary, busy=STATE["busy"]))
             index += 1
             persist = keep_alive(version, headers)
             connection = b"" if persist else b"Connection: close\r\n"
@@ -408,6 +413,8 @@ async def handle(reader, writer, recorder, proxy_protocol):
                              + str(len(payload)).encode() + b"\r\n" + connection + b"\r\n"
                              + (b"" if method == b"HEAD" else payload))
                 await writer.drain()
+            STATE["busy"] -= 1
+            busy = False
             if not persist:
                 recorder.closed(cid, "server-close")
                 break
@@ -416,6 +423,8 @@ async def handle(reader, writer, recorder, proxy_protocol):
     except (ConnectionResetError, BrokenPipeError):
         recorder.closed(cid, "reset")
     finally:
+        if busy:
+            STATE["busy"] -= 1
         try:
             writer.close()
         except Exception:
