@@ -49,14 +49,25 @@ extension GroupMigrationTests {
         let owners5 = placed5.mapValues { backendOf[$0]! }
         let moving = groups.filter { owners4[$0] != owners5[$0] }
         XCTAssertTrue(moving.allSatisfy { owners5[$0] == "b5" }, "a server added only takes groups")
-        XCTAssertTrue((Self.groupCount / 10...Self.groupCount * 35 / 100).contains(moving.count), "about 1/5 of the groups change owner: \(moving.count)")
+        // About 1/5 change owner. The names hash with a random port, so unlike the reload case (fixed names) the count
+        // varies from run to run: 1/5 is checked on 10,000 keys (standard deviation 0.4%), the groups' own count within
+        // 4.5 standard deviations of a binomial (fails 1 run in 90,000; the reload case's 8...28 would fail 1 in 170 for 80 groups).
+        let keys = (0..<10_000).map { "k\($0)" }
+        let (k4, k5) = (hashOwners(keys, servers: Array(identities[0..<4])), hashOwners(keys, servers: identities))
+        let share = Double(keys.filter { k4[$0] != k5[$0] }.count) / Double(keys.count)
+        XCTAssertEqual(share, 0.2, accuracy: 0.02, "a fifth server takes about 1/5 of the keys")
+        let expected = Double(Self.groupCount) / 5, sd = (Double(Self.groupCount) * 0.2 * 0.8).squareRoot()
+        XCTAssertLessThanOrEqual(abs(Double(moving.count) - expected), 4.5 * sd, "about 1/5 of the groups change owner: \(moving.count)")
+        XCTAssertFalse(moving.isEmpty, "some group changes owner")
         let r0 = churn.reconnects
         let m0 = GroupAdmin.migrationsTotal(h)
         let t0 = monotonicSeconds()
         try dns.setHosts(ips.map { ($0, service) })
-        // The migrations over time, for the pace; when Huddle first showed the new server, and whether it was settling then.
+        // The migrations over time, for the pace; when Huddle first showed the new server, and whether it was seen
+        // settling (the migration status is the control loop's, up to a tick older than the server list).
         var counts: [(t: Double, total: Int, paced: Int)] = []
-        var seen: (t: Double, settling: Bool, total: Int)? = nil
+        var seen: (t: Double, total: Int)? = nil
+        var sawSettling = false
         var converged: Double? = nil
         let deadline = t0 + 2.5 * Self.slack + settle + Double(moving.count) / rate + 20 * Self.slack
         while monotonicSeconds() < deadline {
@@ -66,8 +77,10 @@ extension GroupMigrationTests {
             let total = (m["migrations_total"] as? Int ?? m0) - m0
             counts.append((now, total, m["moved_since_change"] as? Int ?? 0))
             if seen == nil, let servers = (g["totals"] as? [String: Any])?["servers"] as? [String: Any], servers[identities[4]] != nil {
-                let settling = (m["settling"] as? [[String: Any]] ?? []).contains { $0["server"] as? String == identities[4] }
-                seen = (now, settling, total)
+                seen = (now, total)
+            }
+            if total == 0 && (m["settling"] as? [[String: Any]] ?? []).contains(where: { $0["server"] as? String == identities[4] }) {
+                sawSettling = true
             }
             if total > 0, let t = watch.waitUntilWhole(on: owners5, timeout: 0.3), GroupAdmin.misplaced(h) == 0 {
                 converged = t
@@ -82,7 +95,7 @@ extension GroupMigrationTests {
             return XCTFail("after the fifth A record, groups not whole on their new owners: \(watch.misfits(owners5).prefix(10)); /api/groups \(GroupAdmin.groups(h, top: 5) ?? [:])")
         }
         XCTAssertLessThanOrEqual(found.t - t0, 2.5 * Self.slack, "the new A record is seen within the TTL (1 s) + 1 s")
-        XCTAssertTrue(found.settling, "the discovered server first waits membership_settle")
+        XCTAssertTrue(sawSettling, "the discovered server first waits membership_settle, and is shown settling")
         XCTAssertEqual(found.total, 0, "no group moved before the new server was settled")
         assertOnlyMovedGroupsMoved(watch, before: owners4, after: owners5, from: t0, to: done)
         assertMovedOnce(watch, before: owners4, after: owners5, from: t0, to: done)
@@ -98,15 +111,18 @@ extension GroupMigrationTests {
             pacedRate = Double(last.paced - first.paced) / (last.t - first.t)
         }
         let firstMove = counts.first { $0.total > 0 }?.t ?? t0
-        print("DNS migration pace: \(moving.count) groups changed owner; b5 (\(identities[4])) seen \(String(format: "%.2f", found.t - t0)) s after"
-              + " the A record was added\(found.settling ? ", settling" : ""); first move \(String(format: "%.2f", firstMove - found.t)) s after that"
+        print("DNS migration pace: \(moving.count) groups changed owner (\(String(format: "%.1f", share * 100))% of 10,000 keys); b5 (\(identities[4])) seen \(String(format: "%.2f", found.t - t0)) s after"
+              + " the A record was added\(sawSettling ? ", shown settling" : ""); first move \(String(format: "%.2f", firstMove - found.t)) s after that"
               + " (settle \(settle) s); \(migrated) migrated in \(String(format: "%.2f", done - firstMove)) s after the first move, \(paced) by the paced"
               + " control loop (measured \(String(format: "%.1f", pacedRate))/s against rate=\(rate)), \(migrated - paced) at once by a joining member;"
               + " whole on the new owners \(String(format: "%.2f", done - t0)) s after the DNS change")
         XCTAssertLessThanOrEqual(Double(paced), rate * (done - found.t) + 3, "paced migrations never outrun rate=\(rate)")
         if pacedTimes.count >= 5 { XCTAssertLessThanOrEqual(pacedRate, rate * 1.5, "the paced rate") }
-        // Polled every 50 ms or so: the server is seen a little late, the first move too.
-        XCTAssertGreaterThanOrEqual(firstMove - found.t, settle * 0.5, "the new server waits membership_settle before taking groups")
+        // Both instants are seen at most one poll late (50 ms plus two admin calls; longer under TSan): the settle less
+        // the longest poll is the least the gap between them can show.
+        let firstIndex = counts.firstIndex { $0.total > 0 } ?? 0
+        let longestPoll = zip(counts.prefix(firstIndex + 1), counts.prefix(firstIndex + 1).dropFirst()).map { $1.t - $0.t }.max() ?? 0
+        XCTAssertGreaterThanOrEqual(firstMove - found.t, settle - longestPoll, "the new server waits membership_settle before taking groups")
         XCTAssertLessThanOrEqual(done - t0, 2.5 * Self.slack + settle + Double(moving.count) / rate + 10 * Self.slack,
                                  "whole again within discovery + membership_settle + migration time and slack")
         XCTAssertEqual(try WebSocketGroupTests.lookup(admin: h.adminURL, keys: groups.count, format: "g{:03d}"), groups.map { placed5[$0]! },
