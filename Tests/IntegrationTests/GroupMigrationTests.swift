@@ -32,8 +32,13 @@ final class GroupMigrationTests: HuddleTestCase {
 
     static func config(_ servers: [DemoBackend], rate: Double, settle: String) -> String {
         let lines = servers.map { "    server 127.0.0.1:\($0.boundAddresses[0].port) name=\($0.name);" }.joined(separator: "\n")
+        return config(serverLines: lines, rate: rate, settle: settle)
+    }
+
+    /// The same upstream with other `server` lines (a `resolve` one, say) and top-level directives before it (`resolver`).
+    static func config(serverLines lines: String, preamble: String = "", rate: Double, settle: String) -> String {
         return """
-        admin 127.0.0.1:{ADMIN} { token "\(token)"; }
+        \(preamble)admin 127.0.0.1:{ADMIN} { token "\(token)"; }
         upstream chat {
             balance hash;
             rebalance migrate rate=\(rate);
@@ -80,8 +85,8 @@ final class GroupMigrationTests: HuddleTestCase {
     }
 
     /// Only groups whose placement changed moved: every other group was seen on its one server only during [from, to].
-    private func assertOnlyMovedGroupsMoved(_ watch: GroupWatch, before: [String: String], after: [String: String], from: Double, to: Double,
-                                            file: StaticString = #filePath, line: UInt = #line) {
+    func assertOnlyMovedGroupsMoved(_ watch: GroupWatch, before: [String: String], after: [String: String], from: Double, to: Double,
+                                    file: StaticString = #filePath, line: UInt = #line) {
         var strays: [String] = []
         for g in watch.groups where before[g] == after[g] {
             for c in watch.history(g, from: from, to: to) where !c.backends.isSubset(of: [before[g]!]) {
@@ -94,8 +99,8 @@ final class GroupMigrationTests: HuddleTestCase {
 
     /// Each moved group went from its old server to its new one once: only those two servers, and once it was whole on the
     /// new one it never had a member on the old one again.
-    private func assertMovedOnce(_ watch: GroupWatch, before: [String: String], after: [String: String], from: Double, to: Double,
-                                 file: StaticString = #filePath, line: UInt = #line) {
+    func assertMovedOnce(_ watch: GroupWatch, before: [String: String], after: [String: String], from: Double, to: Double,
+                         file: StaticString = #filePath, line: UInt = #line) {
         var problems: [String] = []
         for g in watch.groups where before[g] != after[g] {
             let old = before[g]!, new = after[g]!
