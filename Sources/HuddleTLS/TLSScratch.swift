@@ -6,7 +6,7 @@ enum TLSScratch {
     static let size = 16 * 1024
 
     // SAFETY: created once; each thread only touches its own buffer through pthread_getspecific.
-    nonisolated(unsafe) private static let key: pthread_key_t = {
+    private static let key: pthread_key_t = {
         var k = pthread_key_t()
         precondition(pthread_key_create(&k, { p in p?.deallocate() }) == 0, "pthread_key_create failed")
         return k

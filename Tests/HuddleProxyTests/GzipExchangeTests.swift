@@ -255,7 +255,7 @@ final class GzipExchangeTests: XCTestCase {
         // One delivery of the pending readiness (A's first): A compresses a slice and yields, B is answered whole.
         h.net.deliver()
         var gotA = a.receive()
-        var gotB = b.receive()
+        let gotB = b.receive()
         func complete(_ got: [UInt8]) -> Bool { GzipTesting.split(got).flatMap { GzipTesting.dechunk($0.body) }?.complete ?? false }
         XCTAssertTrue(complete(gotB), "B's small response is out")
         XCTAssertFalse(complete(gotA), "while A's 4 MB are still being compressed")

@@ -116,7 +116,7 @@ struct ResponseRelay: ~Copyable {
                 o.append("\r\n")
             }
         }
-        if let setCookie { setCookie.withUnsafeBytes { o.append($0) } }
+        if let setCookie { _ = setCookie.withUnsafeBytes { o.append($0) } }
         if (head.isChunked || gzip?.compress == true) && status >= 200 { o.append("Transfer-Encoding: chunked\r\n") }
         switch connection {
         case .none: break

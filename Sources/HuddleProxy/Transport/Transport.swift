@@ -39,7 +39,7 @@ struct StreamOwner: ~Copyable {
 
 /// Where streams come from and how the loop watches them. Production uses `SocketNetwork`; the exchange tests use an
 /// in-memory network, so failure paths run without sockets or processes.
-public protocol Network {
+public protocol Network: SendableMetatype {
     associatedtype Stream: Transport
     /// Starts a connection to `address`: the stream, and whether it is connected already (else wait for writability,
     /// then ask `pendingError`).
