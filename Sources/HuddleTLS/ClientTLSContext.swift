@@ -22,6 +22,9 @@ public final class ClientTLSContext: @unchecked Sendable {
         _ = huddle_SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION)
         _ = huddle_SSL_CTX_set_options64(c, huddle_SSL_OP_NO_COMPRESSION | huddle_SSL_OP_IGNORE_UNEXPECTED_EOF | huddle_SSL_OP_NO_RENEGOTIATION)
         _ = huddle_SSL_CTX_set_mode(c, Int(SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        // Read ahead: one read(2) takes whole records (several when they are there) instead of a 5-byte header read and
+        // a body read per record. Reads go on until WANT_READ, so nothing is left behind for an edge-triggered loop.
+        huddle_SSL_CTX_set_read_ahead(c, 1)
         if verify {
             SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nil)
             ERR_clear_error()

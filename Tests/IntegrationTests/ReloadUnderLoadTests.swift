@@ -80,7 +80,7 @@ final class ReloadUnderLoadTests: HuddleTestCase {
         try reload(config(servers: [sa, sb], connectTimeout: "2s"))                           // 10: back to the start
         XCTAssertTrue(Harness.waitFor(5) { !Harness.isListening(extra) }, "the listener removed by reload stops accepting")
 
-        FileManager.default.createFile(atPath: stopFile.path, contents: Data())
+        _ = FileManager.default.createFile(atPath: stopFile.path, contents: Data())
         guard let line = load.waitForEvent("result ", timeout: 60),
               let result = try JSONSerialization.jsonObject(with: Data(line.dropFirst(7).utf8)) as? [String: Any] else {
             return XCTFail("no result from the load driver\n\(load.stderrText)")
@@ -103,5 +103,45 @@ final class ReloadUnderLoadTests: HuddleTestCase {
         XCTAssertFalse((byBackend["rl-c"] ?? []).isEmpty, "the server added by reload took traffic")
         XCTAssertFalse((byBackend["rl-a"] ?? []).filter { $0 > aBack }.isEmpty, "the server added back took traffic")
         XCTAssertTrue(h.log.contains("bogus_directive"), h.log)
+        print("reload under load: \(ok) requests, 0 failed; \(result["echoes"] ?? 0) echoes on 100 tunnels, 0 dropped; requests per server \(byBackend.mapValues(\.count))")
+    }
+
+    /// SIGTERM while 4 keep-alive clients download 300 kB bodies and 100 tunnels echo: every response that began ends
+    /// whole, every tunnel gets a Close 1001, and Huddle exits 0.
+    func testSIGTERMUnderLoadCutsNoResponseAndClosesEveryTunnelWith1001() throws {
+        let a = try Harness.startBackend("st-a")
+        let b = try Harness.startBackend("st-b")
+        defer { a.stop(); b.stop() }
+        let h = try HuddleProcess(config: """
+        upstream app {
+            server 127.0.0.1:\(a.boundAddresses[0].port);
+            server 127.0.0.1:\(b.boundAddresses[0].port);
+        }
+        server {
+            listen 127.0.0.1:{PORT};
+            route / { upstream app; }
+        }
+        """, workers: 2)
+        let stopFile = Harness.temporaryDirectory().appendingPathComponent("stop")
+        let load = try PythonPeer(script: "reload_load.py",
+                                  arguments: ["--port", "\(h.port)", "--clients", "4", "--tunnels", "100", "--path", "/bytes/300000",
+                                              "--period", "0.2", "--stop", stopFile.path])
+        defer { load.stop() }
+        XCTAssertNotNil(load.waitForEvent("ready", timeout: 40), load.stderrText)
+        usleep(500_000)
+        h.signal(SIGTERM)
+        XCTAssertTrue(Harness.waitFor(20) { !h.process.isRunning }, "huddle did not exit after SIGTERM\n\(h.log)")
+        XCTAssertEqual(h.process.terminationStatus, 0)
+        _ = FileManager.default.createFile(atPath: stopFile.path, contents: Data())
+        guard let line = load.waitForEvent("result ", timeout: 60),
+              let result = try JSONSerialization.jsonObject(with: Data(line.dropFirst(7).utf8)) as? [String: Any] else {
+            return XCTFail("no result from the load driver\n\(load.stderrText)")
+        }
+        let ok = result["ok"] as? Int ?? 0
+        XCTAssertEqual(result["cut"] as? [String], [], "a response cut mid-body")
+        XCTAssertEqual(result["tunnels_open"] as? Int, 100)
+        XCTAssertEqual(result["close_codes"] as? [String: Int], ["1001": 100], "every tunnel ends with Close 1001: \(result["tunnels_dropped"] ?? "")")
+        XCTAssertGreaterThan(ok, 0)
+        print("SIGTERM under load: \(ok) whole 300 kB responses, 0 cut, \(result["refused"] ?? 0) connections refused after the listeners closed, \(result["no_response"] ?? 0) requests with no response begun, close codes \(result["close_codes"] ?? [:])")
     }
 }

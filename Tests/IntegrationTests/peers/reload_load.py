@@ -9,8 +9,10 @@ PERIOD seconds and expecting its echo; a tunnel that closes or misses an echo is
 
 Prints "PORT <huddle port>" and "EVENT ready" once every tunnel is open and every client has had a 200; runs until
 the file STOP exists (or MAX seconds), then stops sending, closes the tunnels itself, and prints
-"EVENT result <json>": {"ok": n, "failed": [...], "by_backend": {name: [start times]}, "tunnels_open": n,
-"tunnels_dropped": [...], "echoes": n}.
+"EVENT result <json>": {"ok": n, "failed": [...], "cut": [...] (a response that began and did not end whole),
+"refused": n, "no_response": n, "by_backend": {name: [start times]}, "tunnels_open": n, "tunnels_dropped": [...],
+"close_codes": {code: n} (Close frames that ended tunnels), "echoes": n}. With --path other than /, any 200 whose
+body has its Content-Length counts as ok.
 """
 import argparse
 import asyncio
@@ -22,26 +24,45 @@ import threading
 import time
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 
-def http_loop(port, stop, results, lock, ready):
+def http_loop(port, path, stop, results, lock, ready):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     first = True
     while not stop.is_set():
         t = time.time()
+        started = False
         try:
-            conn.request("GET", "/", headers={"Host": "reload.test"})
+            conn.request("GET", path, headers={"Host": "reload.test"})
             r = conn.getresponse()
-            body = r.read().decode("latin-1")
+            started = True
+            raw = r.read()
+            body = raw.decode("latin-1")
             status = r.status
-        except Exception as e:  # no complete response: a failure, reported
+            length = r.getheader("Content-Length")
+            if length is not None and int(length) != len(raw):
+                raise http.client.IncompleteRead(raw, int(length) - len(raw))
+        except Exception as e:  # no complete response: a failure, reported (and classified)
             with lock:
                 results["failed"].append(f"{t:.3f} {type(e).__name__}: {e}")
+                if started or isinstance(e, http.client.IncompleteRead):
+                    results["cut"].append(f"{t:.3f} {type(e).__name__}: {str(e)[:80]}")
+                elif isinstance(e, ConnectionRefusedError):
+                    results["refused"] += 1
+                else:
+                    results["no_response"] += 1
             conn.close()
+            if stop.is_set():
+                break
+            if isinstance(e, ConnectionRefusedError):
+                time.sleep(0.05)
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             continue
         with lock:
-            if status == 200 and body.startswith("hello from "):
+            if status == 200 and path != "/":
+                results["ok"] += 1
+            elif status == 200 and body.startswith("hello from "):
                 results["ok"] += 1
                 results["by_backend"].setdefault(body[len("hello from "):].strip(), []).append(round(t, 3))
             else:
@@ -75,17 +96,22 @@ async def tunnel(port, i, period, stop, results):
                     await ws.close()
                     return
                 await asyncio.sleep(0.1)
+    except ConnectionClosed as e:
+        code = e.rcvd.code if e.rcvd is not None else None
+        results["close_codes"][str(code)] = results["close_codes"].get(str(code), 0) + 1
+        results["tunnels_dropped"].append(f"{i}: closed with {code}")
     except Exception as e:
         results["tunnels_dropped"].append(f"{i}: {type(e).__name__}: {e}")
 
 
 async def main_async(args):
-    results = {"ok": 0, "failed": [], "by_backend": {}, "tunnels_open": 0, "tunnels_dropped": [], "echoes": 0}
+    results = {"ok": 0, "failed": [], "cut": [], "refused": 0, "no_response": 0, "by_backend": {}, "tunnels_open": 0,
+               "tunnels_dropped": [], "close_codes": {}, "echoes": 0}
     lock = threading.Lock()
     stop_http = threading.Event()
     stop_ws = asyncio.Event()
     ready = threading.Semaphore(0)
-    threads = [threading.Thread(target=http_loop, args=(args.port, stop_http, results, lock, ready), daemon=True)
+    threads = [threading.Thread(target=http_loop, args=(args.port, args.path, stop_http, results, lock, ready), daemon=True)
                for _ in range(args.clients)]
     for t in threads:
         t.start()
@@ -111,6 +137,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--clients", type=int, default=2)
+    p.add_argument("--path", default="/")
     p.add_argument("--tunnels", type=int, default=100)
     p.add_argument("--period", type=float, default=1.0)
     p.add_argument("--stop", required=True)
