@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <sys/inotify.h>
 #include <poll.h>
+#include <sys/syscall.h>
 
 const uint32_t HUDDLE_EPOLLIN = EPOLLIN;
 const uint32_t HUDDLE_EPOLLOUT = EPOLLOUT;
@@ -153,3 +154,16 @@ const short HUDDLE_POLLIN = POLLIN;
 const short HUDDLE_POLLOUT = POLLOUT;
 const short HUDDLE_POLLERR = POLLERR;
 const short HUDDLE_POLLHUP = POLLHUP;
+
+// Socket I/O as raw system calls: glibc's recv/send/sendmsg are thread-cancellation points and wrap every call in
+// enabling and disabling asynchronous cancellation (about 1.5% of a worker's CPU per request, measured with perf);
+// Huddle never cancels threads. Same results and errno as the libc calls.
+ssize_t huddle_recv(int fd, void *buf, size_t len, int flags) {
+    return syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+}
+ssize_t huddle_send(int fd, const void *buf, size_t len) {
+    return syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
+}
+ssize_t huddle_sendmsg(int fd, const struct msghdr *msg) {
+    return syscall(SYS_sendmsg, fd, msg, MSG_NOSIGNAL);
+}

@@ -32,11 +32,11 @@ public enum Sys {
 
     /// recv(2) on a socket: the kernel's socket path without read(2)'s VFS layer (measured: ~0.5 µs less per request).
     public static func recv(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
-        try checkNonBlocking { Glibc.recv(fd, buf, count, 0) }
+        try checkNonBlocking { huddle_recv(fd, buf, count, 0) }
     }
 
     public static func write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
-        try checkNonBlocking { Glibc.send(fd, buf, count, Int32(MSG_NOSIGNAL)) }
+        try checkNonBlocking { huddle_send(fd, buf, count) }
     }
 
     public static func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ count: Int32) throws(Errno) -> IOResult<Int> {
@@ -53,12 +53,14 @@ public enum Sys {
         }
         let count: Int32 = (aCount > 0 ? 1 : 0) + (bCount > 0 ? 1 : 0)
         if count == 0 { return .done(0) }
+        // One region: send(2), which the kernel takes without a message header to copy in.
+        if count == 1 { return try checkNonBlocking { huddle_send(fd, iov.0.iov_base, iov.0.iov_len) } }
         return try withUnsafePointer(to: &iov) { (p) throws(Errno) -> IOResult<Int> in
             try p.withMemoryRebound(to: iovec.self, capacity: 2) { (v) throws(Errno) -> IOResult<Int> in
                 var msg = msghdr()
                 msg.msg_iov = UnsafeMutablePointer(mutating: v)
                 msg.msg_iovlen = Int(count)
-                return try checkNonBlocking { Glibc.sendmsg(fd, &msg, Int32(MSG_NOSIGNAL)) }
+                return try checkNonBlocking { huddle_sendmsg(fd, &msg) }
             }
         }
     }

@@ -247,7 +247,7 @@ public final class UpstreamRuntime: Sendable {
 }
 
 /// A route resolved against the snapshot's upstreams.
-public struct RouteRuntime: Sendable {
+public final class RouteRuntime: Sendable {
     public let prefix: [UInt8]
     public let config: RouteConfig
     public let upstream: UpstreamRuntime

@@ -55,9 +55,10 @@ extension ClientConnection: QueueAdmittable {
             local.registered = true
             let loop = self.loop
             // Weak: the queue outlives a worker in tests (and a snapshot holds the queue, the worker the snapshot).
-            local.wake.withLock { $0 = (loop, { [weak w = worker, local] in
+            let box = WeakBox(worker)
+            local.wake.withLock { $0 = (loop, { [box, local] in
                 local.posted.store(false, ordering: .relaxed)
-                w?.scheduleQueueService(local)
+                box.value?.scheduleQueueService(local)
             }) }
         }
         x.upstream.queued = QueueTicket(queue: u.queue, worker: worker.id, priority: x.upstream.priority ?? 0, keyed: keyed, target: self)

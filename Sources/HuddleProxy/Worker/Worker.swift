@@ -66,7 +66,8 @@ public final class Worker<Net: Network>: @unchecked Sendable {
             log.flush()
             self.endOfTurn()
         }
-        migrator.add(loop: loop) { [weak self] placements in self?.evict(placements) }
+        let me = WeakBox(self)
+        migrator.add(loop: loop) { placements in me.value?.evict(placements) }
         housekeeping = WorkerHousekeeping(worker: self)
         loop.timers.schedule(housekeeping!, at: loop.now + 1000)
         publishStats()
