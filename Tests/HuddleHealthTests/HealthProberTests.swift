@@ -295,7 +295,9 @@ final class HealthProberTests: XCTestCase {
         let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
         print("HealthProberTests: \(times.count) probes in 2 s at interval 100 ms; gaps \(gaps.min() ?? 0)...\(gaps.max() ?? 0) ms")
         XCTAssertTrue((17...23).contains(times.count), "\(times.count) probes in 2 s")
-        XCTAssertGreaterThanOrEqual(gaps.min() ?? 0, 70, "\(gaps)")
+        // Accept times carry the machine's scheduling delays: a late probe makes the next gap short (seen: 148 then 68
+        // ms on a loaded machine under ASan). Half the interval still catches two probes where one belongs.
+        XCTAssertGreaterThanOrEqual(gaps.min() ?? 0, 50, "\(gaps)")
         XCTAssertGreaterThan((gaps.max() ?? 0) - (gaps.min() ?? 0), 0, "jitter")
         XCTAssertTrue(run(loop, 1) { h.snapshot.probeSuccessesInARow == prober.probesStarted },
                       "counters kept across an unchanged sync: \(h.snapshot.probeSuccessesInARow) successes in a row, \(prober.probesStarted) probes")

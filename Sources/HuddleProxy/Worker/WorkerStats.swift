@@ -1,5 +1,6 @@
 // What each worker publishes about itself for the admin port and for shutdown: written by its own loop thread at
 // the end of every loop turn, read by any thread without waiting for the worker.
+import Glibc
 import HuddleSync
 import Synchronization
 
@@ -159,7 +160,8 @@ final class WorkerStatsSlot: Sendable {
         }
     }
 
-    /// The last whole publication; from any thread, never waits for the writer.
+    /// The last whole publication; from any thread, never blocks on the writer (it retries while a publication is
+    /// being written, which takes nanoseconds).
     func read() -> (figures: WorkerFigures, publishedAtMs: Int64) {
         var tries = 0
         while true {
@@ -167,8 +169,11 @@ final class WorkerStatsSlot: Sendable {
             let r = s1 & 1 == 0 ? copy0.load() : copy1.load()
             atomicMemoryFence(ordering: .acquiring)
             let s2 = sequence.load(ordering: .relaxed)
+            if s1 == s2 { return r }
+            // The writer published meanwhile (once per loop turn in a worker, so this is rare). Never hand out a mix
+            // of two publications: try again, and after many tries let the writer's thread run first.
             tries += 1
-            if s1 == s2 || tries >= 1000 { return r }
+            if tries >= 64 { sched_yield() }
         }
     }
 }
