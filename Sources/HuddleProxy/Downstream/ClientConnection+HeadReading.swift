@@ -36,32 +36,58 @@ extension ClientConnection {
                 armTimer()
                 return false
             }
-            if inBuf == nil { inBuf = loop.buffers.acquire(minimumCapacity: block.config.maxHeaderSize) }
-            let r: IOResult<Int>
-            do {
-                r = try stream.read(inBuf.unwrapped.writePointer, inBuf.unwrapped.writableCount)
-            } catch {
+            switch readIntoInput(minimumCapacity: block.config.maxHeaderSize) {
+            case .drained:
+                break
+            case .failed(let error):
                 log.debug("client \(clientText): read failed: \(error)")
                 close()
                 return false
-            }
-            switch r {
-            case .wouldBlock:
-                canRead = false
-            case .done(0):
-                if let n = inBuf?.readableCount, n > 0 {
-                    log.info("client \(clientText): closed the connection in the middle of a request head (\(n) bytes)")
+            case .closed(let received):
+                if received > 0 {
+                    log.info("client \(clientText): closed the connection in the middle of a request head (\(received) bytes)")
                 }
                 close()
                 return false
-            case .done(let n):
-                // Edge-triggered: a short read means the socket is drained (a later arrival raises a new edge), so the
-                // EAGAIN read can be skipped, unless a hang-up was signalled and EOF must still be read.
-                if n < inBuf.unwrapped.writableCount && !sawHangup { canRead = false }
-                inBuf.unwrapped.writeIndex += n
-                lastActivity = loop.now
+            case .read:
                 if phase == .idle { beginHead() }
             }
+        }
+    }
+
+    /// What one read into the client's input buffer came to.
+    enum InputRead {
+        /// Nothing more until the next edge (`canRead` is now false).
+        case drained
+        /// The client closed; `received` bytes were already buffered.
+        case closed(received: Int)
+        case failed(Errno)
+        /// Bytes were appended to `inBuf`.
+        case read
+    }
+
+    /// Reads what the socket holds into `inBuf` (taken from the pool, at least `minimumCapacity`, when there is none).
+    /// Edge-triggered: a short read means the socket is drained (a later arrival raises a new edge), so the EAGAIN read
+    /// is skipped, unless a hang-up was signalled and EOF must still be read.
+    func readIntoInput(minimumCapacity: Int) -> InputRead {
+        if inBuf == nil { inBuf = loop.buffers.acquire(minimumCapacity: minimumCapacity) }
+        let r: IOResult<Int>
+        do {
+            r = try stream.read(inBuf.unwrapped.writePointer, inBuf.unwrapped.writableCount)
+        } catch {
+            return .failed(error)
+        }
+        switch r {
+        case .wouldBlock:
+            canRead = false
+            return .drained
+        case .done(0):
+            return .closed(received: inBuf?.readableCount ?? 0)
+        case .done(let n):
+            if n < inBuf.unwrapped.writableCount && !sawHangup { canRead = false }
+            inBuf.unwrapped.writeIndex += n
+            lastActivity = loop.now
+            return .read
         }
     }
 

@@ -28,34 +28,23 @@ extension ClientConnection {
                 armTimer()
                 return false
             }
-            if inBuf == nil {
-                // Room for the largest v2 header and a request head after it.
-                inBuf = loop.buffers.acquire(minimumCapacity: max(block.config.maxHeaderSize, ProxyProtocolParser.defaultMaxV2Length))
-            }
-            let r: IOResult<Int>
-            do {
-                r = try stream.read(inBuf.unwrapped.writePointer, inBuf.unwrapped.writableCount)
-            } catch {
+            // Room for the largest v2 header and a request head after it.
+            switch readIntoInput(minimumCapacity: max(block.config.maxHeaderSize, ProxyProtocolParser.defaultMaxV2Length)) {
+            case .drained, .read:
+                break
+            case .failed(let error):
                 log.debug("client \(socketPeerText): read failed before a complete PROXY protocol header: \(error)")
                 close()
                 return false
-            }
-            switch r {
-            case .wouldBlock:
-                canRead = false
-            case .done(0):
-                if let n = inBuf?.readableCount, n > 0 {
-                    log.warn("client \(socketPeerText): closed the connection before a complete PROXY protocol header (\(n) bytes received)")
+            case .closed(let received):
+                if received > 0 {
+                    log.warn("client \(socketPeerText): closed the connection before a complete PROXY protocol header (\(received) bytes received)")
                 } else {
                     // What a load balancer's TCP health check does: not worth a warning.
                     log.debug("client \(socketPeerText): closed the connection without sending anything")
                 }
                 close()
                 return false
-            case .done(let n):
-                if n < inBuf.unwrapped.writableCount && !sawHangup { canRead = false }
-                inBuf.unwrapped.writeIndex += n
-                lastActivity = loop.now
             }
         }
     }
