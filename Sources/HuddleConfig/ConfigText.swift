@@ -25,15 +25,18 @@ enum ConfigText {
     /// The candidate closest to `word` when it is within edit distance 2 (and not a wild guess for short words).
     static func suggestion(for word: String, among candidates: [String]) -> String? {
         var best: (name: String, distance: Int)?
-        let lower = word.lowercased()
+        let lower = Array(word.lowercased())
         for candidate in candidates {
+            let c = Array(candidate.lowercased())
             // A longer or shorter spelling of a known word ("warning" for "warn") is as telling as a typo.
-            if candidate.count >= 3, lower.count >= 3, lower.hasPrefix(candidate.lowercased()) || candidate.lowercased().hasPrefix(lower) {
+            if c.count >= 3, lower.count >= 3, lower.starts(with: c) || c.starts(with: lower) {
                 if best == nil || best!.distance > 1 { best = (candidate, 1) }
                 continue
             }
-            let d = editDistance(lower, candidate.lowercased())
-            guard d <= 2, d < max(word.count, candidate.count) else { continue }
+            // The distance is at least the difference in length; only distances up to 2 are of use.
+            guard abs(lower.count - c.count) <= 2 else { continue }
+            let d = editDistance(lower, c, limit: 2)
+            guard d <= 2, d < max(lower.count, c.count) else { continue }
             if best == nil || d < best!.distance { best = (candidate, d) }
         }
         return best?.name
@@ -47,14 +50,19 @@ enum ConfigText {
 
     /// Optimal string alignment distance: Levenshtein plus adjacent transpositions, since "wieght" is one slip, not two.
     static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        if a.isEmpty { return b.count }
-        if b.isEmpty { return a.count }
+        editDistance(Array(a), Array(b), limit: Int.max - 1)
+    }
+
+    /// The distance, or `limit + 1` as soon as every alignment of a prefix of `a` costs more than `limit`.
+    static func editDistance(_ a: [Character], _ b: [Character], limit: Int) -> Int {
+        if a.isEmpty { return min(b.count, limit + 1) }
+        if b.isEmpty { return min(a.count, limit + 1) }
         var previous2 = [Int](repeating: 0, count: b.count + 1)
         var previous = Array(0...b.count)
         var current = [Int](repeating: 0, count: b.count + 1)
         for i in 1...a.count {
             current[0] = i
+            var rowMin = i
             for j in 1...b.count {
                 let cost = a[i - 1] == b[j - 1] ? 0 : 1
                 var d = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
@@ -62,9 +70,13 @@ enum ConfigText {
                     d = min(d, previous2[j - 2] + 1)
                 }
                 current[j] = d
+                rowMin = min(rowMin, d)
             }
+            // Every later cell descends from this row or the one before it (a transposition skips one row, at a
+            // cost of 1), so once both rows exceed the limit so does the answer.
+            if rowMin > limit, i > 1, (previous.min() ?? 0) > limit { return limit + 1 }
             (previous2, previous, current) = (previous, current, previous2)
         }
-        return previous[b.count]
+        return min(previous[b.count], limit + 1)
     }
 }

@@ -97,6 +97,33 @@ public enum GroupKeyBytes {
         return out
     }
 
+    /// The same decoding over a slice of raw bytes: the overload the request path and the fuzz target call. The
+    /// generic one above is not specialised across modules, and there every byte read goes through a witness table.
+    public static func percentDecode(_ bytes: Slice<UnsafeRawBufferPointer>, plusAsSpace: Bool) -> [UInt8]? {
+        let base = bytes.base
+        let end = bytes.endIndex
+        var failed = false
+        let out = [UInt8](unsafeUninitializedCapacity: bytes.count) { out, written in
+            var i = bytes.startIndex
+            var n = 0
+            while i < end {
+                let b = base[i]
+                if b == 0x25 {
+                    guard i &+ 2 < end, let hi = ASCIIBytes.hexValue(base[i &+ 1]),
+                          let lo = ASCIIBytes.hexValue(base[i &+ 2]) else { failed = true; break }
+                    out[n] = hi << 4 | lo
+                    i &+= 3
+                } else {
+                    out[n] = plusAsSpace && b == 0x2B ? 0x20 : b
+                    i &+= 1
+                }
+                n &+= 1
+            }
+            written = n
+        }
+        return failed ? nil : out
+    }
+
     /// Compares a raw query-name with `name` after form-decoding the raw side, without allocating.
     static func decodedEquals(_ bytes: UnsafeRawBufferPointer, _ raw: Range<Int>, _ name: some Collection<UInt8>) -> Bool {
         var i = raw.lowerBound

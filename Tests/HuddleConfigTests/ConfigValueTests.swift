@@ -92,4 +92,29 @@ final class ConfigValueTests: XCTestCase {
         XCTAssertEqual(ConfigText.suggestion(for: "chta", among: ["chat", "web"]), "chat")
         XCTAssertNil(ConfigText.suggestion(for: "zzzzzz", among: ["listen", "route"]))
     }
+
+    /// The bounded distance (used for suggestions, where only 0...2 matters) stops early but never answers differently:
+    /// checked against the unbounded one on every pair of strings up to 5 letters long over a three-letter alphabet.
+    func testBoundedEditDistanceAgreesWithTheFullOneUpToItsLimit() {
+        var words: [[Character]] = [[]]
+        var frontier: [[Character]] = [[]]
+        for _ in 1...5 {
+            frontier = frontier.flatMap { w in ["a", "b", "c"].map { w + [$0] } }
+            words += frontier
+        }
+        var checked = 0, cut = 0
+        for (n, a) in words.enumerated() where n % 3 == 0 {
+            for b in words {
+                let full = ConfigText.editDistance(String(a), String(b))
+                for limit in 0...2 {
+                    let bounded = ConfigText.editDistance(a, b, limit: limit)
+                    XCTAssertEqual(bounded, min(full, limit + 1), "\(String(a)) vs \(String(b)), limit \(limit)")
+                    checked += 1
+                    if full > limit { cut += 1 }
+                }
+            }
+        }
+        XCTAssertGreaterThan(cut, 1_000, "the limit was reached often enough to matter")
+        XCTAssertGreaterThan(checked, 10_000)
+    }
 }

@@ -93,6 +93,13 @@ async def tunnel(port, i, period, stop, results):
             n += 1
             for _ in range(int(period * 10)):
                 if stop.is_set():
+                    # A tunnel asleep between echoes when the server closed it has the Close frame already (the
+                    # library's reader took it): count it as the server's close, not as a clean close of ours.
+                    if ws.protocol.close_rcvd is not None:
+                        code = ws.protocol.close_rcvd.code
+                        results["close_codes"][str(code)] = results["close_codes"].get(str(code), 0) + 1
+                        results["tunnels_dropped"].append(f"{i}: closed with {code}")
+                        return
                     await ws.close()
                     return
                 await asyncio.sleep(0.1)
