@@ -120,7 +120,7 @@ extension AdminServer {
                             w.field("queue_timeout_ms", u.config.effectiveQueueTimeout)
                             w.field("queue_timeouts_total", u.queue.timeouts.load(ordering: .relaxed))
                             w.field("servers", array: { w in
-                                for s in u.servers {
+                                for (si, s) in u.servers.enumerated() {
                                     let g = totals.perServer[s.identity]
                                     w.object { w in
                                         w.field("address", s.addressText)
@@ -128,6 +128,7 @@ extension AdminServer {
                                         w.field("state", s.state.name)
                                         w.field("drain_complete", s.drainComplete)
                                         w.field("weight", s.weight)
+                                        w.field("backup", !u.backups.isEmpty && u.backups[si])
                                         w.field("active_connections", s.activeConnections.load(ordering: .relaxed))
                                         w.field("in_flight", s.inFlight.load(ordering: .relaxed))
                                         w.field("max_conns", s.maxConns)

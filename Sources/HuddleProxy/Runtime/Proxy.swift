@@ -50,18 +50,14 @@ public final class Proxy: @unchecked Sendable {
         }
         state = Locked(ControlState(runtime: rt, generation: 1, lastReloadMs: Sys.wallClockMs(), lastReloadResult: "initial load"))
         discovery.onChange = { [unowned self] in applyDiscovery() }
-        Self.warnAboutPendingFeatures(config, log: log)
+        Self.adviseOnConfig(config, log: log)
     }
 
-    /// Directives the config language accepts whose machinery is not in this build yet: say so instead of pretending.
-    /// Also what an operator must know about a sticky cookie without `key=`.
-    static func warnAboutPendingFeatures(_ c: HuddleConfig, log: ErrorLog) {
+    /// What an operator must know about a sticky cookie without `key=`.
+    static func adviseOnConfig(_ c: HuddleConfig, log: ErrorLog) {
         for u in c.upstreams {
             if let s = u.sticky, s.key == nil {
                 log.info("upstream \(u.name) (\(s.location)): sticky cookie \(s.name) without key=: its values come from a key made at start, so other replicas and later runs do not recognise them; set the same key= on every replica to share them")
-            }
-            for s in u.servers where s.backup {
-                log.warn("server \(s.address) (\(s.location)): backup is accepted but not used yet; the server is balanced like the others")
             }
         }
     }

@@ -146,12 +146,16 @@ public final class UpstreamRuntime: Sendable {
     public let queue: AdmissionQueue
     /// Some server has `max_conns`: only then does a request take the queue's path (the one branch others pay).
     public let capped: Bool
+    /// `backup` per server, in server order; empty when no server of the upstream is a backup (the one check others pay).
+    public let backups: [Bool]
     let index: Int
 
     init(index: Int, config: UpstreamConfig, servers: [ServerRuntime], groups: GroupTable, health: UpstreamHealth, stats: RequestStats,
          tls: ClientTLSContext?, stickyKey: [UInt8] = [], queue: AdmissionQueue? = nil) {
         self.queue = queue ?? AdmissionQueue(upstream: config.name, workers: 1, shards: 1)
         capped = config.hasMaxConns
+        let backupFlags = config.servers.count == servers.count ? config.servers.map(\.backup) : servers.map { _ in false }
+        backups = backupFlags.contains(true) ? backupFlags : []
         self.tls = tls
         sticky = config.sticky.map { StickyCookies(config: $0, key: stickyKey, identities: servers.map(\.identity)) }
         self.health = health
@@ -180,33 +184,62 @@ public final class UpstreamRuntime: Sendable {
 
     func server(identity: String) -> ServerRuntime? { servers.first { $0.identity == identity } }
 
+    /// `backup` servers (as in HAProxy and nginx) take traffic only while no primary server can: the backup tier is
+    /// active when no primary with weight > 0 that is not in `excluded` is available. Only primaries are used while
+    /// one is; only backups while none is. Full primaries (`max_conns`) queue requests rather than spill to backups.
+    @inline(__always)
+    public func backupTierActive(excluded: [Int] = []) -> Bool {
+        guard !backups.isEmpty else { return false }
+        let weights = hash.weights
+        for i in servers.indices where !backups[i] && weights[i] > 0 && servers[i].isAvailable && !excluded.contains(servers[i].uid) {
+            return false
+        }
+        return true
+    }
+
+    /// Whether server `i` belongs to the tier that takes traffic (always, on an upstream without backups).
+    @inline(__always)
+    public func inTier(_ i: Int, backupTier: Bool) -> Bool { backups.isEmpty || backups[i] == backupTier }
+
     /// The placement function for groups (GroupPlacement.eligible, without allocating): the hash owner among servers
-    /// that take groups (available, settled, weight > 0) and are not `excluded`; when none does, among the available
-    /// ones. Every replica with the same config and server states answers the same.
+    /// of the active tier (primaries, or backups when no primary is available) that take groups (available, settled,
+    /// weight > 0) and are not `excluded`; when none does, among the available ones of that tier. Every replica with
+    /// the same config and server states answers the same.
     @inline(__always)
     public func groupOwner(keyHash: UInt64, nowMs: Int64, excluded: [Int] = []) -> Int? {
         let servers = self.servers
+        let tier = backupTierActive(excluded: excluded)
         // One pass when some server takes groups (the owner among them exists exactly then); else the fallback.
-        if let i = hash.owner(keyHash: keyHash, isEligible: { servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) }) {
+        if let i = hash.owner(keyHash: keyHash, isEligible: {
+            servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) && self.inTier($0, backupTier: tier)
+        }) {
             return i
         }
-        return hash.owner(keyHash: keyHash, isEligible: { servers[$0].isAvailable && !excluded.contains(servers[$0].uid) })
+        return hash.owner(keyHash: keyHash, isEligible: {
+            servers[$0].isAvailable && !excluded.contains(servers[$0].uid) && self.inTier($0, backupTier: tier)
+        })
     }
 
-    /// Whether some server not in `excluded` takes groups (else placement falls back to every available server).
+    /// Whether some server of the active tier not in `excluded` takes groups (else placement falls back to every
+    /// available server of that tier).
     @inline(__always)
     func anyServerTakesGroups(nowMs: Int64, excluded: [Int]) -> Bool {
         let weights = hash.weights
-        for i in servers.indices where weights[i] > 0 && servers[i].takesGroups(nowMs: nowMs) && !excluded.contains(servers[i].uid) {
+        let tier = backupTierActive(excluded: excluded)
+        for i in servers.indices where weights[i] > 0 && servers[i].takesGroups(nowMs: nowMs) && !excluded.contains(servers[i].uid)
+            && inTier(i, backupTier: tier) {
             return true
         }
         return false
     }
 
-    /// Which servers take groups now (GroupPlacement.eligible): the control loop's view, in server order.
+    /// Which servers take groups now (GroupPlacement.eligible over the active tier): the control loop's view, in
+    /// server order.
     public func groupEligibility(nowMs: Int64) -> [Bool] {
-        GroupPlacement.eligible(available: servers.map(\.isAvailable), settled: servers.map { nowMs >= $0.groupsFromMs.load(ordering: .relaxed) },
-                                weights: hash.weights)
+        let tier = backupTierActive()
+        return GroupPlacement.eligible(available: servers.indices.map { servers[$0].isAvailable && inTier($0, backupTier: tier) },
+                                       settled: servers.map { nowMs >= $0.groupsFromMs.load(ordering: .relaxed) },
+                                       weights: hash.weights)
     }
 
     /// When "no server can take traffic" was last logged (monotonic ms), shared by the workers.
@@ -232,7 +265,9 @@ public final class UpstreamRuntime: Sendable {
     /// Whether a server that could take this request (available, not tried yet) is at its `max_conns`: then a request
     /// that found no server waits in the queue instead of being answered 503.
     func anyServerFull(excluded: [Int]) -> Bool {
-        servers.contains { $0.isAvailable && !excluded.contains($0.uid) && !$0.hasRoom }
+        let tier = backupTierActive(excluded: excluded)
+        return servers.indices.contains { servers[$0].isAvailable && !excluded.contains(servers[$0].uid) && !servers[$0].hasRoom
+            && inTier($0, backupTier: tier) }
     }
 
     /// Whether some server not tried yet takes traffic (full or not).

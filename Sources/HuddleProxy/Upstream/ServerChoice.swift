@@ -23,7 +23,12 @@ struct ServerChoice: ~Copyable {
         let servers = u.servers
         // `capped` (some server has max_conns): a server at its cap takes no new request; false costs one predictable
         // branch per server looked at.
-        func eligible(_ s: ServerRuntime) -> Bool { s.isAvailable && !excluded.contains(s.uid) && (!capped || s.hasRoom) }
+        // `backup` servers: only while no primary (not yet tried) takes traffic; false without backups, at no cost.
+        let backupTier = u.backupTierActive(excluded: excluded)
+        func eligible(_ i: Int) -> Bool {
+            let s = servers[i]
+            return s.isAvailable && !excluded.contains(s.uid) && (!capped || s.hasRoom) && u.inTier(i, backupTier: backupTier)
+        }
         if u.config.balance == .hash, let key {
             if upgrade {
                 // A tunnel joins its group: the first member places it, later members follow it.
@@ -50,7 +55,7 @@ struct ServerChoice: ~Copyable {
                     if let f = factor {
                         let strict = u.anyServerTakesGroups(nowMs: nowMs, excluded: excluded)
                         i = u.hash.place(keyHash: keyHash, factor: f,
-                                         isEligible: { strict ? servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) : eligible(servers[$0]) },
+                                         isEligible: { strict ? servers[$0].takesGroups(nowMs: nowMs) && !excluded.contains(servers[$0].uid) && u.inTier($0, backupTier: backupTier) : eligible($0) },
                                          load: { servers[$0].activeConnections.load(ordering: .relaxed) })
                     } else {
                         i = u.groupOwner(keyHash: keyHash, nowMs: nowMs, excluded: excluded)
@@ -78,15 +83,15 @@ struct ServerChoice: ~Copyable {
             if capped && !servers[i].hasRoom { return nil }
             return ServerChoice(server: servers[i], membership: nil)
         }
-        if sticky >= 0, sticky < servers.count, eligible(servers[sticky]) {
+        if sticky >= 0, sticky < servers.count, eligible(sticky) {
             return ServerChoice(server: servers[sticky], index: sticky, membership: nil)
         }
         let picked: Int?
         switch u.config.balance {
         case .roundRobin:
-            picked = roundRobin.pick(isEligible: { eligible(servers[$0]) })
+            picked = roundRobin.pick(isEligible: { eligible($0) })
         default:
-            picked = u.p2c.pick(using: &rng, isEligible: { eligible(servers[$0]) }, load: { servers[$0].balancingLoad(nowMs: nowMs) })
+            picked = u.p2c.pick(using: &rng, isEligible: { eligible($0) }, load: { servers[$0].balancingLoad(nowMs: nowMs) })
         }
         guard let i = picked else { return nil }
         return ServerChoice(server: servers[i], index: i, membership: nil)
