@@ -173,6 +173,9 @@ done
 #           SSL_shutdown), uprobes, every proxy alike. (Not libcrypto's allocator: at ~40 us per uprobe hit on this VM
 #           and hundreds of allocations per handshake, wrk's connections would time out; perf's samples show its cost.)
 # seq:      strace -f of every syscall with its result (no data), for reading the per-connection sequence and sizes.
+# segments: TCP segments sent and delayed ACKs per request, machine-wide (/proc/net/snmp and /proc/net/netstat
+#           before and after the run; everything here is loopback traffic of the client, proxy and backends, so it
+#           shows whether a proxy's socket options cost extra packets, e.g. pure ACKs).
 profile_run() { # profile_run TOOL PROXY
     local tool=$1 px=$2 pids ppids=() p f=$OUT/profile-$1-$2 prof_pid
     pids=$(proc_tree "${PROXY_PID[$px]}" | paste -sd, -)
@@ -205,7 +208,15 @@ profile_run() { # profile_run TOOL PROXY
             for ev in "${TLSCALL_EVENTS[@]}"; do evs+=(-e "$ev"); done
             perf stat -x, -o "$f.counts" "${evs[@]}" -p "$pids" >/dev/null 2>&1 &;;
         seq) strace -f -qq -ttt -s 0 -o "$f.seq" "${ppids[@]}" >/dev/null 2>&1 &;;
-        *) die "unknown PROFILE tool $tool (syscalls, strace, perf, swiftrt, tlscalls, seq)";;
+        segments)
+            tcp_counters >"$f.before"
+            run_client "$px" "$PROFILE_SECONDS" "$f.wrk.txt"
+            tcp_counters >"$f.after"
+            read -r _ _ _ req _ _ < <(parse_client <"$f.wrk.txt")
+            echo "$req" >"$f.requests"
+            log "profile segments $px: $req requests"
+            return 0;;
+        *) die "unknown PROFILE tool $tool (syscalls, strace, perf, swiftrt, tlscalls, seq, segments)";;
     esac
     prof_pid=$!
     STARTED_PIDS+=("$prof_pid")
@@ -254,6 +265,15 @@ profile_tables() {
         syscall_table "$OUT/tlscalls-per-req.tsv" | sed 's/^syscall   /function  /; /^total calls/d'
         echo
     fi
+    if [[ " $PROFILE " == *" segments "* ]]; then
+        echo "TCP counters per request, machine-wide (${PROFILE_SECONDS}s run, MODE=$MODE; OutSegs = segments sent, all loopback):"
+        for px in $PROXIES; do
+            join "$OUT/profile-segments-$px.before" "$OUT/profile-segments-$px.after" \
+                | awk -v px="$px" -v req="$(cat "$OUT/profile-segments-$px.requests")" '{ print px "\t" $1 "\t" ($3 - $2) / req }'
+        done >"$OUT/segments-per-req.tsv"
+        syscall_table "$OUT/segments-per-req.tsv" | sed 's/^syscall   /counter   /; /^total calls/d'
+        echo
+    fi
     if [[ " $PROFILE " == *" strace "* ]]; then
         echo "Syscalls per request under strace -c -f (calls, and errors in brackets):"
         for px in $PROXIES; do
@@ -265,6 +285,14 @@ profile_tables() {
         syscall_table "$OUT/strace-per-req.tsv"
         echo
     fi
+}
+
+# tcp_counters: "name value" lines, sorted, for the TCP counters that say how many packets a request costs.
+tcp_counters() {
+    { awk '$1 == "Tcp:" && !h { for (i = 2; i <= NF; i++) n[i] = $i; h = 1; next }
+         $1 == "Tcp:" { for (i = 2; i <= NF; i++) if (n[i] ~ /^(OutSegs|InSegs|RetransSegs|ActiveOpens|PassiveOpens)$/) print n[i], $i }' /proc/net/snmp
+    awk '$1 == "TcpExt:" && !h { for (i = 2; i <= NF; i++) n[i] = $i; h = 1; next }
+         $1 == "TcpExt:" { for (i = 2; i <= NF; i++) if (n[i] ~ /^(DelayedACKs|TCPPureAcks|TCPHPAcks|TCPHPHits|TCPAutoCorking|TCPOrigDataSent)$/) print n[i], $i }' /proc/net/netstat; } | sort
 }
 
 # syscall_table TSV (proxy, syscall, per request): one row per syscall, one column per proxy, rows >= 0.005 somewhere.
