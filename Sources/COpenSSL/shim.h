@@ -51,6 +51,25 @@ static inline int huddle_GENERAL_NAME_dns(const GENERAL_NAME *g, const unsigned 
     return 1;
 }
 
+// Whether the socket BIO's latest read came back short (fewer bytes than OpenSSL asked for, or none): the kernel had
+// nothing more at that moment, so with edge-triggered epoll there is nothing to read until the next edge. With
+// read-ahead OpenSSL asks for a whole buffer, so a full read means more may be waiting.
+static long huddle_bio_read_callback(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+                                     size_t *processed) {
+    (void)argp; (void)argi; (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        int *shortRead = (int *)BIO_get_callback_arg(b);
+        if (shortRead) *shortRead = ret <= 0 || processed == NULL || *processed < len;
+    }
+    return ret;
+}
+static inline void huddle_SSL_watch_short_reads(SSL *ssl, int *shortRead) {
+    BIO *b = SSL_get_rbio(ssl);
+    if (b == NULL) return;
+    BIO_set_callback_arg(b, (char *)shortRead);
+    BIO_set_callback_ex(b, huddle_bio_read_callback);
+}
+
 // Option bits are built with a function-like macro (SSL_OP_BIT): constants here so Swift sees them.
 static const uint64_t huddle_SSL_OP_IGNORE_UNEXPECTED_EOF = SSL_OP_IGNORE_UNEXPECTED_EOF;
 static const uint64_t huddle_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
