@@ -93,14 +93,18 @@ final class BackupServerTests: HealthTestCase {
         }
         let keys = (0..<40).map { "room\($0)" }
         func owners() -> [String: String] { Dictionary(uniqueKeysWithValues: keys.map { ($0, lookup($0) ?? "none") }) }
+        /// Keyed requests for the first 10 keys are answered by the server `expected` names for each.
+        func assertRequestsFollow(_ expected: [String: String], _ suffix: String, _ why: String, line: UInt = #line) {
+            for k in keys.prefix(10) {
+                let r = get(h, "/rooms/\(k)/\(suffix)")
+                XCTAssertEqual(r.status, 200, "\(r)", line: line)
+                XCTAssertEqual(r.backend, expected[k], why, line: line)
+            }
+        }
 
         let before = owners()
         XCTAssertEqual(Set(before.values), ["p1", "p2"], "keys map to primaries only")
-        for k in keys.prefix(10) {
-            let r = get(h, "/rooms/\(k)/x")
-            XCTAssertEqual(r.status, 200, "\(r)")
-            XCTAssertEqual(r.backend, before[k], "a keyed request goes where /api/lookup says")
-        }
+        assertRequestsFollow(before, "x", "a keyed request goes where /api/lookup says")
 
         for p in ["p1", "p2"] {
             let address = list.first { $0.name == p }!.address
@@ -109,13 +113,8 @@ final class BackupServerTests: HealthTestCase {
         XCTAssertNotNil(waitForState(h, "p2", "draining", timeout: 2))
         let onBackups = owners()
         XCTAssertEqual(Set(onBackups.values), ["k1", "k2"], "with every primary draining, the hash spreads keys over the backups")
-        for k in keys.prefix(10) {
-            let r = get(h, "/rooms/\(k)/y")
-            XCTAssertEqual(r.status, 200, "\(r)")
-            XCTAssertEqual(r.backend, onBackups[k], "a keyed request follows the backup owner")
-        }
-        // Every replica computes the same: the owner among backups is the hash owner among them alone.
-        XCTAssertEqual(owners(), onBackups, "the backup placement is stable")
+        assertRequestsFollow(onBackups, "y", "a keyed request follows the backup owner")
+        XCTAssertEqual(owners(), onBackups, "asked again, the backup placement is the same")
 
         // One primary enabled again: every key is back on it, none left on a backup.
         let p1 = list.first { $0.name == "p1" }!.address
@@ -124,9 +123,7 @@ final class BackupServerTests: HealthTestCase {
         XCTAssertEqual(Set(owners().values), ["p1"], "with one primary back, it owns every key")
         let k1Before = list[2].counts()?.requests ?? -1
         let k2Before = list[3].counts()?.requests ?? -1
-        for k in keys.prefix(10) {
-            XCTAssertEqual(get(h, "/rooms/\(k)/z").backend, "p1")
-        }
+        assertRequestsFollow(Dictionary(uniqueKeysWithValues: keys.map { ($0, "p1") }), "z", "the returning primary takes every key")
         XCTAssertEqual(list[2].counts()?.requests, k1Before)
         XCTAssertEqual(list[3].counts()?.requests, k2Before)
     }
