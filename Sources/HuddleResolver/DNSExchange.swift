@@ -55,7 +55,9 @@ final class DNSExchange {
         closeSocket()
         id = UInt16.random(in: 0...UInt16.max)
         query = DNSQuery.encode(id: id, name: question.name, type: question.type, edns: edns)
-        deadline = now + settings.timeoutMs
+        // `now` is truncated to the millisecond, so the attempt may have started up to 1 ms after it: one more
+        // millisecond makes the wait at least `timeoutMs`, never less.
+        deadline = now + settings.timeoutMs + 1
         phase = .udp
         do {
             fd = try Sys.datagramSocket(family: nameserver.family)
@@ -69,7 +71,7 @@ final class DNSExchange {
 
     private func startTCP(now: Int64) {
         closeSocket()
-        deadline = now + settings.timeoutMs
+        deadline = now + settings.timeoutMs + 1  // at least `timeoutMs`: see `send`
         tcpBuffer = []
         do {
             fd = try Sys.socket(family: nameserver.family)
